@@ -1,0 +1,586 @@
+//! The vocabulary of scent: readings, batch lifecycle events, anomalies,
+//! verdicts, actions and dead letters.
+//!
+//! These types are plain data. They cross timely channels (so they are
+//! `Clone + Ord + Serialize + Deserialize`), they are what the Kafka codecs
+//! read and write (see `docs/wire-format.md`), and they are what the archive
+//! stores. Event time is always integer milliseconds since the Unix epoch
+//! (`*_ms` fields); wall-clock time never enters a decision.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Milliseconds since the Unix epoch, UTC: the event time of every record.
+pub type EventTimeMs = i64;
+
+/// The physical quantity a sensor measures.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SensorKind {
+    /// An electronic-nose array of gas sensors (metal-oxide or similar),
+    /// one value per channel, in arbitrary conductance/resistance units.
+    Enose,
+    /// Process temperature in degrees Celsius.
+    Temperature,
+    /// Relative humidity in percent.
+    Humidity,
+    /// Absolute pressure in kilopascal.
+    Pressure,
+    /// Acidity, pH units.
+    Ph,
+    /// Volumetric flow in litres per minute.
+    Flow,
+}
+
+impl SensorKind {
+    /// Every kind, in wire order.
+    pub const ALL: [SensorKind; 6] = [
+        SensorKind::Enose,
+        SensorKind::Temperature,
+        SensorKind::Humidity,
+        SensorKind::Pressure,
+        SensorKind::Ph,
+        SensorKind::Flow,
+    ];
+
+    /// The name used on the wire and in labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SensorKind::Enose => "enose",
+            SensorKind::Temperature => "temperature",
+            SensorKind::Humidity => "humidity",
+            SensorKind::Pressure => "pressure",
+            SensorKind::Ph => "ph",
+            SensorKind::Flow => "flow",
+        }
+    }
+
+    /// Parses a wire name; `None` for an unknown kind.
+    pub fn parse(name: &str) -> Option<SensorKind> {
+        SensorKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// Whether readings of this kind carry exactly one value.
+    pub fn is_scalar(self) -> bool {
+        self != SensorKind::Enose
+    }
+}
+
+impl fmt::Display for SensorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One measurement of one sensor: the unit of `scent.readings`.
+#[derive(Debug, Clone, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct Reading {
+    /// Plant identifier.
+    pub plant: String,
+    /// Production line within the plant.
+    pub line: String,
+    /// Sensor identifier, unique within its line.
+    pub sensor: String,
+    /// What the sensor measures.
+    pub kind: SensorKind,
+    /// Event time of the measurement.
+    pub ts_ms: EventTimeMs,
+    /// Per-sensor sequence number assigned by the gateway; strictly increasing.
+    pub seq: u64,
+    /// The batch in production on the line when the reading was taken, if any.
+    pub batch: Option<String>,
+    /// The product of that batch, if any.
+    pub product: Option<String>,
+    /// One value for scalar sensors, one per channel for an e-nose array.
+    pub values: Vec<f64>,
+}
+
+impl Reading {
+    /// The Kafka key of the reading: `line/sensor`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.line, self.sensor)
+    }
+}
+
+// Readings never hold NaN once validated; the dataflow needs a total order to
+// sort and consolidate, which `f64::total_cmp` provides for every value.
+impl Eq for Reading {}
+impl Ord for Reading {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.line, &self.sensor, self.ts_ms, self.seq)
+            .cmp(&(&other.line, &other.sensor, other.ts_ms, other.seq))
+            .then_with(|| self.plant.cmp(&other.plant))
+            .then_with(|| self.kind.cmp(&other.kind))
+            .then_with(|| self.batch.cmp(&other.batch))
+            .then_with(|| self.product.cmp(&other.product))
+            .then_with(|| {
+                self.values
+                    .iter()
+                    .zip(&other.values)
+                    .map(|(a, b)| a.total_cmp(b))
+                    .find(|order| order.is_ne())
+                    .unwrap_or_else(|| self.values.len().cmp(&other.values.len()))
+            })
+    }
+}
+
+/// Whether a batch starts or ends.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchPhase {
+    /// Production of the batch begins on its line.
+    Start,
+    /// Production of the batch is complete; a release decision is due.
+    End,
+}
+
+/// A batch lifecycle event from the MES: the unit of `scent.batches`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BatchEvent {
+    /// Batch identifier, unique within the plant.
+    pub batch: String,
+    /// Line producing the batch.
+    pub line: String,
+    /// Product being made.
+    pub product: String,
+    /// Start or end.
+    pub event: BatchPhase,
+    /// Event time.
+    pub ts_ms: EventTimeMs,
+}
+
+/// Where a record came from: enough to find it again in Kafka or a file.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct SourceCoord {
+    /// Topic (or input name for in-process sources).
+    pub topic: String,
+    /// Partition within the topic.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+}
+
+impl fmt::Display for SourceCoord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// A record as it arrives, before decoding: the input of every dataflow.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RawRecord {
+    /// Which input stream the record belongs to.
+    pub stream: InputStream,
+    /// Its origin.
+    pub source: SourceCoord,
+    /// The record key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The record value, exactly as received.
+    pub payload: Vec<u8>,
+}
+
+/// The two input streams of the quality-control dataflow.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum InputStream {
+    /// Sensor readings (`scent.readings`).
+    Readings,
+    /// Batch lifecycle events (`scent.batches`).
+    Batches,
+}
+
+/// The stage of the pipeline that rejected a record.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Bytes to structure: UTF-8, JSON, field types.
+    Decode,
+    /// Structure to meaning: ranges, finiteness, channel counts, timestamps.
+    Validate,
+    /// Arrival later than the allowed lateness.
+    Late,
+    /// A sequence number seen before for the same sensor.
+    Duplicate,
+}
+
+impl Stage {
+    /// The name used in DLQ headers and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Validate => "validate",
+            Stage::Late => "late",
+            Stage::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Why a record was rejected: a stable code for machines, plus detail text.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The payload is not valid UTF-8.
+    InvalidUtf8,
+    /// The payload is not valid JSON.
+    InvalidJson,
+    /// A required field is absent.
+    MissingField,
+    /// A field has the wrong JSON type.
+    WrongType,
+    /// The `kind` names no known sensor kind.
+    UnknownSensorKind,
+    /// The timestamp is neither RFC 3339 nor integer epoch milliseconds.
+    BadTimestamp,
+    /// The timestamp is implausibly far from the stream's other records.
+    TimestampOutOfRange,
+    /// The payload exceeds the configured size limit.
+    Oversized,
+    /// A value is NaN or infinite.
+    NonFinite,
+    /// A value is outside the physical range of its sensor kind.
+    OutOfRange,
+    /// The number of values does not fit the sensor kind.
+    ChannelCount,
+    /// An identifier (line, sensor, batch) is empty or too long.
+    BadIdentifier,
+    /// The record arrived after its event time was sealed.
+    Late,
+    /// The sensor's sequence number was already seen.
+    DuplicateSequence,
+}
+
+impl RejectReason {
+    /// Every reason, for metric pre-registration and documentation.
+    pub const ALL: [RejectReason; 14] = [
+        RejectReason::InvalidUtf8,
+        RejectReason::InvalidJson,
+        RejectReason::MissingField,
+        RejectReason::WrongType,
+        RejectReason::UnknownSensorKind,
+        RejectReason::BadTimestamp,
+        RejectReason::TimestampOutOfRange,
+        RejectReason::Oversized,
+        RejectReason::NonFinite,
+        RejectReason::OutOfRange,
+        RejectReason::ChannelCount,
+        RejectReason::BadIdentifier,
+        RejectReason::Late,
+        RejectReason::DuplicateSequence,
+    ];
+
+    /// The stable code used in DLQ headers and metric labels.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::UnknownSensorKind => "unknown_sensor_kind",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::TimestampOutOfRange => "timestamp_out_of_range",
+            RejectReason::Oversized => "oversized",
+            RejectReason::NonFinite => "non_finite",
+            RejectReason::OutOfRange => "out_of_range",
+            RejectReason::ChannelCount => "channel_count",
+            RejectReason::BadIdentifier => "bad_identifier",
+            RejectReason::Late => "late",
+            RejectReason::DuplicateSequence => "duplicate_sequence",
+        }
+    }
+
+    /// Parses a stable code.
+    pub fn parse(code: &str) -> Option<RejectReason> {
+        RejectReason::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A rejection: which stage refused a record, the reason code, and detail.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The stage that refused the record.
+    pub stage: Stage,
+    /// The stable reason code.
+    pub reason: RejectReason,
+    /// Human-readable detail, e.g. the field and the offending value.
+    pub detail: String,
+}
+
+impl Rejection {
+    /// A rejection at `stage` for `reason`, with detail text.
+    pub fn new(stage: Stage, reason: RejectReason, detail: impl Into<String>) -> Self {
+        Rejection {
+            stage,
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}: {}", self.stage.as_str(), self.reason, self.detail)
+    }
+}
+
+/// A rejected record with everything needed to find, explain and replay it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The original record, bytes untouched.
+    pub record: RawRecord,
+    /// Why it was rejected.
+    pub rejection: Rejection,
+}
+
+/// The detection rule that raised an anomaly.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyRule {
+    /// A value far from its rolling mean, in rolling standard deviations.
+    ZScore,
+    /// A channel whose value has not changed over the whole window.
+    FlatLine,
+    /// A gap in the sensor's readings longer than the configured limit.
+    Gap,
+}
+
+impl AnomalyRule {
+    /// The name used in reasons, labels and evidence.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyRule::ZScore => "zscore",
+            AnomalyRule::FlatLine => "flat_line",
+            AnomalyRule::Gap => "gap",
+        }
+    }
+}
+
+impl fmt::Display for AnomalyRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One anomalous reading, with the rule, statistic and channels behind it.
+#[derive(Debug, Clone, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// Line of the sensor.
+    pub line: String,
+    /// The sensor.
+    pub sensor: String,
+    /// Its kind.
+    pub kind: SensorKind,
+    /// Batch in production, if any.
+    pub batch: Option<String>,
+    /// Event time of the anomalous reading.
+    pub ts_ms: EventTimeMs,
+    /// Sequence number of the anomalous reading.
+    pub seq: u64,
+    /// The rule that fired.
+    pub rule: AnomalyRule,
+    /// The rule's statistic (|z| for z-score, window length for flat line,
+    /// gap length in seconds for gaps).
+    pub statistic: f64,
+    /// The limit the statistic crossed.
+    pub limit: f64,
+    /// Channels contributing most, strongest first (at most a few).
+    pub channels: Vec<u16>,
+}
+
+impl Eq for Anomaly {}
+impl Ord for Anomaly {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.line, &self.sensor, self.ts_ms, self.seq, self.rule)
+            .cmp(&(&other.line, &other.sensor, other.ts_ms, other.seq, other.rule))
+            .then_with(|| self.kind.cmp(&other.kind))
+            .then_with(|| self.batch.cmp(&other.batch))
+            .then_with(|| self.statistic.total_cmp(&other.statistic))
+            .then_with(|| self.limit.total_cmp(&other.limit))
+            .then_with(|| self.channels.cmp(&other.channels))
+    }
+}
+
+/// What kind of decision an action carries.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Release, hold or reject a completed batch.
+    BatchRelease,
+    /// Stop a line now.
+    HoldLine,
+    /// Calibrate or replace a sensor.
+    ScheduleMaintenance,
+    /// Inform operators; no product decision.
+    Alert,
+}
+
+/// The decision of a `batch_release` action.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The batch may ship.
+    Release,
+    /// The batch waits for a human review.
+    Hold,
+    /// The batch must not ship.
+    Reject,
+}
+
+impl Decision {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Release => "release",
+            Decision::Hold => "hold",
+            Decision::Reject => "reject",
+        }
+    }
+}
+
+/// One reason behind a decision: a rule that fired on a sensor, how often
+/// and how strongly.
+#[derive(Debug, Clone, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct Reason {
+    /// The sensor the rule fired on.
+    pub sensor: String,
+    /// Its kind.
+    pub kind: SensorKind,
+    /// The rule.
+    pub rule: AnomalyRule,
+    /// How many readings of the batch the rule flagged.
+    pub count: u64,
+    /// Strongest statistic seen.
+    pub max_statistic: f64,
+    /// The limit of the rule.
+    pub limit: f64,
+    /// Event time of the first flagged reading.
+    pub first_ts_ms: EventTimeMs,
+    /// Event time of the last flagged reading.
+    pub last_ts_ms: EventTimeMs,
+    /// Channels that contributed most across the flagged readings.
+    pub channels: Vec<u16>,
+}
+
+impl Reason {
+    /// A one-line human summary, e.g. `enose-1 zscore x12 (max 9.1 > 6)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {} x{} (max {:.1} > {})",
+            self.sensor, self.rule, self.count, self.max_statistic, self.limit
+        )
+    }
+}
+
+impl Eq for Reason {}
+impl Ord for Reason {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.sensor, self.rule, self.kind, self.count, self.first_ts_ms)
+            .cmp(&(
+                &other.sensor,
+                other.rule,
+                other.kind,
+                other.count,
+                other.first_ts_ms,
+            ))
+            .then_with(|| self.max_statistic.total_cmp(&other.max_statistic))
+            .then_with(|| self.limit.total_cmp(&other.limit))
+            .then_with(|| self.last_ts_ms.cmp(&other.last_ts_ms))
+            .then_with(|| self.channels.cmp(&other.channels))
+    }
+}
+
+/// What a decision rests on.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Evidence {
+    /// Event time of the batch start, when it was seen.
+    pub batch_start_ms: Option<EventTimeMs>,
+    /// Event time of the batch end.
+    pub batch_end_ms: EventTimeMs,
+    /// Anomalous readings counted for the batch, over all rules.
+    pub anomalies: u64,
+    /// Version of the rule set that produced the decision.
+    pub rules_version: String,
+}
+
+/// A decision for MES consumers: the unit of `scent.actions`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Action {
+    /// Deterministic identifier: the same input always gives the same id.
+    pub action_id: String,
+    /// The kind of action.
+    pub kind: ActionKind,
+    /// Plant of the line.
+    pub plant: String,
+    /// The line.
+    pub line: String,
+    /// The batch, for batch-scoped actions.
+    pub batch: Option<String>,
+    /// The product of the batch.
+    pub product: Option<String>,
+    /// Release, hold or reject, for `batch_release`.
+    pub decision: Option<Decision>,
+    /// Reasons, strongest first; empty for a release.
+    pub reasons: Vec<Reason>,
+    /// The evidence the decision rests on.
+    pub evidence: Evidence,
+    /// Event time the decision refers to (the batch end for releases).
+    pub ts_ms: EventTimeMs,
+}
+
+impl Action {
+    /// The Kafka key: the batch for batch-scoped actions, else the line.
+    pub fn key(&self) -> &str {
+        self.batch.as_deref().unwrap_or(&self.line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensor_kinds_round_trip_through_their_names() {
+        for kind in SensorKind::ALL {
+            assert_eq!(SensorKind::parse(kind.as_str()), Some(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+        assert_eq!(SensorKind::parse("sonar"), None);
+    }
+
+    #[test]
+    fn reject_reason_codes_are_unique_and_parse_back() {
+        let mut codes: Vec<_> = RejectReason::ALL.iter().map(|r| r.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), RejectReason::ALL.len());
+        for reason in RejectReason::ALL {
+            assert_eq!(RejectReason::parse(reason.code()), Some(reason));
+        }
+    }
+}
