@@ -14,12 +14,14 @@
 //! | [`ingest`] | the source-side stages: decode, validate, duplicates, admission |
 //! | [`rolling_anomaly`] | per-sensor rolling z-score, flat line and gap detection |
 //! | [`batch_verdict`] | release or hold each batch when it ends, with reasons |
+//! | [`epoch_sink`] | completed epochs of actions and dead letters to the outside |
 
 #![deny(missing_docs)]
 
 pub mod model;
 pub mod wire;
 pub mod batch_verdict;
+pub mod epoch_sink;
 pub mod event_clock;
 pub mod ingest;
 pub mod rolling_anomaly;

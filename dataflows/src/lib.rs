@@ -1,0 +1,14 @@
+//! The dataflows of scent, assembled from `scent-operators`.
+//!
+//! One dataflow per module. A dataflow here is a pure function from input
+//! streams to output streams and collections: it does no I/O, so the same
+//! code runs in the embedded demo, under `scent run` against Kafka, and in
+//! tests that capture its output exactly.
+//!
+//! | module | dataflow |
+//! |---|---|
+//! | [`quality_control`] | ingested records to anomalies and batch-release actions |
+
+#![deny(missing_docs)]
+
+pub mod quality_control;

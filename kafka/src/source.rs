@@ -1,0 +1,247 @@
+//! The Kafka source: the input partitions of one worker, read in order.
+//!
+//! Partitions of the input topics (readings, then batch events) are listed
+//! in a fixed order and partition `i` of that list belongs to worker
+//! `i % peers`. Each worker `assign()`s its partitions (no consumer-group
+//! rebalancing, which would fight timely's fixed dataflow) and polls them
+//! without blocking from its own thread. A worker with no partitions reads
+//! nothing and its source releases its capability at once.
+//!
+//! Caught-up partitions are detected with librdkafka's partition-EOF
+//! events; consumer lag per partition comes from librdkafka's statistics
+//! and is published through [`LagReport`] for metrics.
+
+use crate::error::KafkaError;
+use crate::settings::{KafkaSettings, StartFrom};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use scent_operators::event_clock::PartitionId;
+use scent_operators::model::{InputStream, RawRecord, SourceCoord};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One input partition and the stream it carries.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AssignedPartition {
+    /// Which input stream.
+    pub stream: InputStream,
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+impl AssignedPartition {
+    /// The identifier used by the event clock.
+    pub fn id(&self) -> PartitionId {
+        (stream_index(self.stream), self.partition)
+    }
+}
+
+/// The event-clock index of an input stream.
+pub fn stream_index(stream: InputStream) -> u8 {
+    match stream {
+        InputStream::Readings => 0,
+        InputStream::Batches => 1,
+    }
+}
+
+/// Spreads the partitions of the input topics over `peers` workers and
+/// returns those of `worker`.
+pub fn assign_partitions(
+    inputs: &[(InputStream, String, i32)],
+    worker: usize,
+    peers: usize,
+) -> Vec<AssignedPartition> {
+    inputs
+        .iter()
+        .flat_map(|(stream, topic, count)| {
+            (0..*count).map(move |partition| AssignedPartition {
+                stream: *stream,
+                topic: topic.clone(),
+                partition,
+            })
+        })
+        .enumerate()
+        .filter(|(index, _)| index % peers.max(1) == worker)
+        .map(|(_, partition)| partition)
+        .collect()
+}
+
+/// Consumer lag per `(topic, partition)`, as last reported by librdkafka.
+#[derive(Debug, Clone, Default)]
+pub struct LagReport {
+    lag: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+}
+
+impl LagReport {
+    /// The latest lag of every partition reported so far.
+    pub fn snapshot(&self) -> BTreeMap<(String, i32), i64> {
+        self.lag.lock().expect("lag lock").clone()
+    }
+}
+
+/// Consumer context that captures lag from statistics.
+#[derive(Debug, Clone, Default)]
+pub struct SourceContext {
+    lag: LagReport,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = self.lag.lag.lock().expect("lag lock");
+        for (name, topic) in statistics.topics {
+            for (partition, stats) in topic.partitions {
+                if partition >= 0 && stats.consumer_lag >= 0 {
+                    lag.insert((name.clone(), partition), stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {}
+
+/// The partitions of one worker.
+pub struct KafkaSource {
+    consumer: Option<BaseConsumer<SourceContext>>,
+    partitions: Vec<AssignedPartition>,
+    streams: BTreeMap<(String, i32), InputStream>,
+    caught_up: BTreeMap<PartitionId, bool>,
+    lag: LagReport,
+}
+
+impl KafkaSource {
+    /// Connects and assigns this worker's share of the input partitions.
+    pub fn new(
+        settings: &KafkaSettings,
+        inputs: &[(InputStream, String, i32)],
+        worker: usize,
+        peers: usize,
+    ) -> Result<Self, KafkaError> {
+        let partitions = assign_partitions(inputs, worker, peers);
+        let context = SourceContext::default();
+        let lag = context.lag.clone();
+        let streams = partitions
+            .iter()
+            .map(|p| ((p.topic.clone(), p.partition), p.stream))
+            .collect();
+        let caught_up = partitions.iter().map(|p| (p.id(), false)).collect();
+        if partitions.is_empty() {
+            return Ok(KafkaSource {
+                consumer: None,
+                partitions,
+                streams,
+                caught_up,
+                lag,
+            });
+        }
+        let consumer: BaseConsumer<SourceContext> = settings
+            .client_config()
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "2000")
+            .set("queued.max.messages.kbytes", "16384")
+            .create_with_context(context)
+            .map_err(|error| KafkaError::Config(error.to_string()))?;
+        let start = match settings.start_from {
+            StartFrom::Earliest => Offset::Beginning,
+            StartFrom::Latest => Offset::End,
+        };
+        let mut list = TopicPartitionList::new();
+        for partition in &partitions {
+            list.add_partition_offset(&partition.topic, partition.partition, start)
+                .map_err(|error| KafkaError::broker("assign", error))?;
+        }
+        consumer
+            .assign(&list)
+            .map_err(|error| KafkaError::broker("assign", error))?;
+        Ok(KafkaSource {
+            consumer: Some(consumer),
+            partitions,
+            streams,
+            caught_up,
+            lag,
+        })
+    }
+
+    /// The partitions of this worker.
+    pub fn partitions(&self) -> &[AssignedPartition] {
+        &self.partitions
+    }
+
+    /// Lag reports, for metrics.
+    pub fn lag(&self) -> LagReport {
+        self.lag.clone()
+    }
+
+    /// Whether each partition has been read up to its end.
+    pub fn caught_up(&self) -> &BTreeMap<PartitionId, bool> {
+        &self.caught_up
+    }
+
+    /// Appends up to `max` records to `out`, waiting at most `wait` for
+    /// the first one. Returns the number appended.
+    pub fn poll_into(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        out: &mut Vec<(PartitionId, RawRecord)>,
+    ) -> Result<usize, KafkaError> {
+        let Some(consumer) = &self.consumer else {
+            return Ok(0);
+        };
+        let mut appended = 0;
+        let mut timeout = wait;
+        while appended < max {
+            let Some(result) = consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            match result {
+                Ok(message) => {
+                    let key = (message.topic().to_owned(), message.partition());
+                    let Some(&stream) = self.streams.get(&key) else {
+                        continue;
+                    };
+                    let id = (stream_index(stream), message.partition());
+                    self.caught_up.insert(id, false);
+                    out.push((
+                        id,
+                        RawRecord {
+                            stream,
+                            source: SourceCoord {
+                                topic: key.0,
+                                partition: key.1,
+                                offset: message.offset(),
+                            },
+                            key: message.key().map(<[u8]>::to_vec),
+                            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        },
+                    ));
+                    appended += 1;
+                }
+                Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                    for assigned in &self.partitions {
+                        if assigned.partition == partition {
+                            // EOF does not name the topic; a partition number
+                            // shared by two topics is marked on both, and the
+                            // next record clears the flag again.
+                            self.caught_up.insert(assigned.id(), true);
+                        }
+                    }
+                }
+                Err(error) => return Err(KafkaError::broker("consume", error)),
+            }
+        }
+        Ok(appended)
+    }
+}
