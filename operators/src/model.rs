@@ -304,6 +304,26 @@ impl RejectReason {
     pub fn parse(code: &str) -> Option<RejectReason> {
         RejectReason::ALL.into_iter().find(|r| r.code() == code)
     }
+
+    /// The stage that detects this reason.
+    pub fn stage(self) -> Stage {
+        match self {
+            RejectReason::InvalidUtf8
+            | RejectReason::InvalidJson
+            | RejectReason::MissingField
+            | RejectReason::WrongType
+            | RejectReason::UnknownSensorKind
+            | RejectReason::BadTimestamp
+            | RejectReason::Oversized => Stage::Decode,
+            RejectReason::TimestampOutOfRange
+            | RejectReason::NonFinite
+            | RejectReason::OutOfRange
+            | RejectReason::ChannelCount
+            | RejectReason::BadIdentifier => Stage::Validate,
+            RejectReason::Late => Stage::Late,
+            RejectReason::DuplicateSequence => Stage::Duplicate,
+        }
+    }
 }
 
 impl fmt::Display for RejectReason {
