@@ -13,12 +13,12 @@
 //! of the input alone: the number of workers and the arrival order within
 //! the allowed lateness do not change it.
 
+use differential_dataflow::VecCollection;
 use scent_operators::batch_verdict::{BatchVerdicts, VerdictPolicy};
 use scent_operators::event_clock::Epoch;
 use scent_operators::ingest::Ingested;
 use scent_operators::model::{Action, Anomaly, BatchEvent, DeadLetter, Reading};
 use scent_operators::rolling_anomaly::{RollingAnomalies, RollingAnomalyConfig};
-use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::StreamVec;
@@ -55,15 +55,17 @@ pub fn quality_control<'scope>(
     ingested: StreamVec<'scope, Epoch, Ingested>,
     config: &QualityControlConfig,
 ) -> QualityControl<'scope> {
-    let (valid, dead_letters): (StreamVec<'scope, Epoch, Valid>, _) = ingested.ok_err(|item| match item {
-        Ingested::Reading { reading, .. } => Ok(Valid::Reading(reading)),
-        Ingested::Batch { event, .. } => Ok(Valid::Batch(event)),
-        Ingested::Rejected(letter) => Err(letter),
-    });
-    let (readings, batch_events): (StreamVec<'scope, Epoch, Reading>, _) = valid.ok_err(|item| match item {
-        Valid::Reading(reading) => Ok(reading),
-        Valid::Batch(event) => Err(event),
-    });
+    let (valid, dead_letters): (StreamVec<'scope, Epoch, Valid>, _) =
+        ingested.ok_err(|item| match item {
+            Ingested::Reading { reading, .. } => Ok(Valid::Reading(reading)),
+            Ingested::Batch { event, .. } => Ok(Valid::Batch(event)),
+            Ingested::Rejected(letter) => Err(letter),
+        });
+    let (readings, batch_events): (StreamVec<'scope, Epoch, Reading>, _) =
+        valid.ok_err(|item| match item {
+            Valid::Reading(reading) => Ok(reading),
+            Valid::Batch(event) => Err(event),
+        });
     let mut policy = config.verdict.clone();
     if policy.rules_version.is_empty() {
         policy.rules_version = config.anomaly.version();

@@ -12,9 +12,9 @@ use scent_operators::model::{
 use scent_operators::rolling_anomaly::RollingAnomalyDetector;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::UnorderedInput;
 use timely::dataflow::operators::Inspect;
-use timely::container::CapacityContainerBuilder;
 
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
@@ -29,7 +29,10 @@ impl Rng {
 
     /// Roughly normal noise: the sum of four uniforms, centred.
     fn noise(&mut self) -> f64 {
-        (0..4).map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64).sum::<f64>() - 2.0
+        (0..4)
+            .map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64)
+            .sum::<f64>()
+            - 2.0
     }
 }
 
@@ -59,7 +62,10 @@ fn plant(seed: u64) -> (Vec<(Epoch, Ingested)>, Vec<BatchEvent>) {
             }
             t += 330;
         }
-        for (sensor, kind, channels) in [("enose-1", SensorKind::Enose, 8), ("t-1", SensorKind::Temperature, 1)] {
+        for (sensor, kind, channels) in [
+            ("enose-1", SensorKind::Enose, 8),
+            ("t-1", SensorKind::Temperature, 1),
+        ] {
             let excursion_at = 400 + (rng.next() % 1_600) as i64;
             for second in 0..2_400i64 {
                 let cycle = second % 330;
@@ -130,7 +136,9 @@ fn run_dataflow(items: Vec<(Epoch, Ingested)>, workers: usize) -> Vec<Action> {
         let mut session = input.activate();
         for (i, (epoch, item)) in items.iter().enumerate() {
             if i % peers == index {
-                session.session(&capability.delayed(epoch)).give(item.clone());
+                session
+                    .session(&capability.delayed(epoch))
+                    .give(item.clone());
             }
         }
         drop(session);
@@ -196,7 +204,10 @@ fn incremental_output_equals_the_oracle_for_one_and_three_workers() {
         .iter()
         .filter(|a| a.decision == Some(Decision::Hold))
         .count();
-    assert!(held >= 2, "the injected excursions hold some batches ({held})");
+    assert!(
+        held >= 2,
+        "the injected excursions hold some batches ({held})"
+    );
     assert!(held < batches, "and clean batches are released");
     assert_eq!(run_dataflow(items.clone(), 1), expected);
     assert_eq!(run_dataflow(items, 3), expected);
@@ -211,7 +222,11 @@ fn arrival_order_within_an_epoch_does_not_matter() {
     let mut shuffled = Vec::with_capacity(items.len());
     let mut start = 0;
     while start < items.len() {
-        let end = start + items[start..].iter().take_while(|(e, _)| *e == items[start].0).count();
+        let end = start
+            + items[start..]
+                .iter()
+                .take_while(|(e, _)| *e == items[start].0)
+                .count();
         shuffled.extend(items[start..end].iter().rev().cloned());
         start = end;
     }

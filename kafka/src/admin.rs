@@ -20,7 +20,10 @@ pub struct TopicSpec {
 
 /// Creates the topics that do not exist yet (replication factor 1 for a
 /// single broker, or as the broker's default otherwise is out of scope).
-pub async fn create_topics(settings: &KafkaSettings, topics: &[TopicSpec]) -> Result<(), KafkaError> {
+pub async fn create_topics(
+    settings: &KafkaSettings,
+    topics: &[TopicSpec],
+) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = settings
         .client_config()
         .create()

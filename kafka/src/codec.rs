@@ -116,9 +116,11 @@ pub fn decode_dead_letter(
             .map_err(|_| malformed(format!("header `{full}` is not UTF-8")))
     };
     let number = |name: &str| -> Result<i64, KafkaError> {
-        header(name)?
-            .parse()
-            .map_err(|_| malformed(format!("header `{DLQ_HEADER_PREFIX}{name}` is not a number")))
+        header(name)?.parse().map_err(|_| {
+            malformed(format!(
+                "header `{DLQ_HEADER_PREFIX}{name}` is not a number"
+            ))
+        })
     };
     let stage = match header("stage")?.as_str() {
         "decode" => Stage::Decode,

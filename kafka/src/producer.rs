@@ -65,7 +65,11 @@ pub struct OutgoingRecord<'a> {
     pub payload: &'a [u8],
     /// Headers as `(name, value)`.
     pub headers: &'a [(String, String)],
-    /// Record timestamp (event time), epoch milliseconds.
+    /// Record timestamp, epoch milliseconds; `None` lets the producer use
+    /// its wall clock. Event time travels in the payload: brokers reject or
+    /// expire records whose timestamps lie far from their own clock
+    /// (`log.message.timestamp.after.max.ms`, time-based retention), so
+    /// replayed or simulated history must not set it.
     pub timestamp_ms: Option<i64>,
 }
 
@@ -121,7 +125,10 @@ impl RecordProducer {
         loop {
             match self.producer.send(base) {
                 Ok(()) => return Ok(()),
-                Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    back,
+                )) => {
                     base = back;
                     self.producer.poll(Duration::from_millis(50));
                 }

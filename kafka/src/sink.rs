@@ -42,7 +42,7 @@ impl KafkaEpochSink {
                 key: Some(action.key().as_bytes()),
                 payload: &payload,
                 headers: &[],
-                timestamp_ms: Some(action.ts_ms),
+                timestamp_ms: None,
             })?;
         }
         for letter in &output.dead_letters {

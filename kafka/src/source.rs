@@ -85,6 +85,22 @@ impl LagReport {
     }
 }
 
+/// Records between what this consumer has handed to the application and
+/// the partition's last stable offset. librdkafka's own `consumer_lag` is
+/// measured from the committed offset, which scent does not use (offsets
+/// live with the outputs), so it is derived here from the positions.
+pub fn partition_lag(stats: &rdkafka::statistics::Partition) -> Option<i64> {
+    if stats.partition < 0 || stats.ls_offset < 0 {
+        return None;
+    }
+    let position = if stats.app_offset >= 0 {
+        stats.app_offset
+    } else {
+        stats.lo_offset.max(0)
+    };
+    Some((stats.ls_offset - position).max(0))
+}
+
 /// Consumer context that captures lag from statistics.
 #[derive(Debug, Clone, Default)]
 pub struct SourceContext {
@@ -92,12 +108,20 @@ pub struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        // End-of-partition events are how caught-up partitions are found,
+        // not failures.
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "kafka consumer error");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let mut lag = self.lag.lag.lock().expect("lag lock");
         for (name, topic) in statistics.topics {
             for (partition, stats) in topic.partitions {
-                if partition >= 0 && stats.consumer_lag >= 0 {
-                    lag.insert((name.clone(), partition), stats.consumer_lag);
+                if let Some(records) = partition_lag(&stats) {
+                    lag.insert((name.clone(), partition), records);
                 }
             }
         }

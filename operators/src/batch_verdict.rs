@@ -121,7 +121,12 @@ pub fn summarise<'a>(anomalies: impl IntoIterator<Item = &'a Anomaly>) -> Vec<Re
 
 /// The pure decision for one batch, from all its evidence; `None` until
 /// the batch has ended.
-pub fn decide(line: &str, batch: &str, evidence: &[&BatchEvidence], policy: &VerdictPolicy) -> Option<Action> {
+pub fn decide(
+    line: &str,
+    batch: &str,
+    evidence: &[&BatchEvidence],
+    policy: &VerdictPolicy,
+) -> Option<Action> {
     let mut start = None;
     let mut end = None;
     let mut anomalies = Vec::new();
@@ -131,7 +136,10 @@ pub fn decide(line: &str, batch: &str, evidence: &[&BatchEvidence], policy: &Ver
                 start = Some(start.map_or(event.ts_ms, |s: i64| s.min(event.ts_ms)))
             }
             BatchEvidence::Lifecycle(event) => {
-                if end.as_ref().is_none_or(|e: &&BatchEvent| event.ts_ms < e.ts_ms) {
+                if end
+                    .as_ref()
+                    .is_none_or(|e: &&BatchEvent| event.ts_ms < e.ts_ms)
+                {
                     end = Some(event);
                 }
             }
@@ -145,9 +153,7 @@ pub fn decide(line: &str, batch: &str, evidence: &[&BatchEvidence], policy: &Ver
         .collect();
     reasons.sort_by(|a, b| {
         let strength = |r: &Reason| r.max_statistic / r.limit.max(f64::MIN_POSITIVE);
-        strength(b)
-            .total_cmp(&strength(a))
-            .then_with(|| a.cmp(b))
+        strength(b).total_cmp(&strength(a)).then_with(|| a.cmp(b))
     });
     let decision = if reasons.is_empty() {
         Decision::Release
@@ -214,7 +220,10 @@ impl<'scope> BatchVerdicts<'scope> for StreamVec<'scope, Epoch, Anomaly> {
         let anomalies = self
             .flat_map(|anomaly| {
                 let batch = anomaly.batch.clone()?;
-                Some(((anomaly.line.clone(), batch), BatchEvidence::Anomaly(anomaly)))
+                Some((
+                    (anomaly.line.clone(), batch),
+                    BatchEvidence::Anomaly(anomaly),
+                ))
             })
             .map_with_time_and_unit_diff();
         let lifecycle = batch_events
@@ -258,7 +267,8 @@ impl<'scope, D: Clone + 'static> WithTimeAndUnitDiff<'scope, D> for StreamVec<'s
                         return;
                     };
                     output.session(&capability).give_iterator(
-                        data.flat_map(|batch| batch.drain(..)).map(|item| (item, epoch, 1)),
+                        data.flat_map(|batch| batch.drain(..))
+                            .map(|item| (item, epoch, 1)),
                     );
                 });
             }
@@ -308,8 +318,8 @@ mod tests {
 
     #[test]
     fn a_clean_batch_is_released() {
-        let action = decide_all(&[event(BatchPhase::Start, 0), event(BatchPhase::End, 600_000)])
-            .unwrap();
+        let action =
+            decide_all(&[event(BatchPhase::Start, 0), event(BatchPhase::End, 600_000)]).unwrap();
         assert_eq!(action.decision, Some(Decision::Release));
         assert!(action.reasons.is_empty());
         assert_eq!(action.evidence.batch_start_ms, Some(0));

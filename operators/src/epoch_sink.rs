@@ -60,7 +60,8 @@ impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
                                 for (action, epoch, diff) in batch.drain(..) {
                                     if diff > 0 {
                                         let slot = pending.entry(epoch).or_default();
-                                        slot.actions.extend(std::iter::repeat_n(action, diff as usize));
+                                        slot.actions
+                                            .extend(std::iter::repeat_n(action, diff as usize));
                                     }
                                 }
                             }
@@ -76,7 +77,9 @@ impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
                         });
                         while let Some(entry) = pending.first_entry() {
                             let epoch = *entry.key();
-                            if actions_frontier.less_equal(&epoch) || letters_frontier.less_equal(&epoch) {
+                            if actions_frontier.less_equal(&epoch)
+                                || letters_frontier.less_equal(&epoch)
+                            {
                                 break;
                             }
                             let mut output = entry.remove();

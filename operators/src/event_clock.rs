@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(clock.advance(4_999), 8);
         assert_eq!(clock.advance(5_000), 28);
         // The idle partition wakes up behind the frontier: late.
-        assert!(matches!(clock.admit(P1, 11_000, 6_000), Admission::Late { .. }));
+        assert!(matches!(
+            clock.admit(P1, 11_000, 6_000),
+            Admission::Late { .. }
+        ));
     }
 
     #[test]
@@ -284,7 +287,10 @@ mod tests {
         // P1 wakes up with a late record: it is live again, but its
         // watermark lies behind the frontier, which stays put.
         clock.set_caught_up(P1, false);
-        assert!(matches!(clock.admit(P1, 10_500, 10_000), Admission::Late { .. }));
+        assert!(matches!(
+            clock.admit(P1, 10_500, 10_000),
+            Admission::Late { .. }
+        ));
         assert_eq!(clock.advance(10_001), 28);
     }
 }

@@ -16,10 +16,10 @@
 //! number with a newer event time is a gateway that restarted its counter,
 //! and is accepted. State: one entry per sensor.
 
-use crate::event_clock::{Admission, EventClock, Epoch, PartitionId};
+use crate::event_clock::{Admission, Epoch, EventClock, PartitionId};
 use crate::model::{
-    BatchEvent, DeadLetter, EventTimeMs, InputStream, RawRecord, Reading, RejectReason,
-    Rejection, SourceCoord, Stage,
+    BatchEvent, DeadLetter, EventTimeMs, InputStream, RawRecord, Reading, RejectReason, Rejection,
+    SourceCoord, Stage,
 };
 use crate::validate::{validate_reading, ValidationRules};
 use crate::wire::{decode_batch_event, decode_reading, DecodeLimits};
@@ -62,16 +62,14 @@ impl SequenceTracker {
     pub fn observe(&mut self, reading: &Reading) -> Result<(), Rejection> {
         let key = reading.key();
         match self.newest.get_mut(&key) {
-            Some((seq, ts)) if reading.seq <= *seq && reading.ts_ms <= *ts => {
-                Err(Rejection::new(
-                    Stage::Duplicate,
-                    RejectReason::DuplicateSequence,
-                    format!(
-                        "{key} seq {} at {} repeats or precedes seq {} at {}",
-                        reading.seq, reading.ts_ms, seq, ts
-                    ),
-                ))
-            }
+            Some((seq, ts)) if reading.seq <= *seq && reading.ts_ms <= *ts => Err(Rejection::new(
+                Stage::Duplicate,
+                RejectReason::DuplicateSequence,
+                format!(
+                    "{key} seq {} at {} repeats or precedes seq {} at {}",
+                    reading.seq, reading.ts_ms, seq, ts
+                ),
+            )),
             Some((seq, ts)) => {
                 if reading.ts_ms > *ts {
                     *seq = reading.seq;
@@ -138,7 +136,12 @@ impl Ingestor {
         }
     }
 
-    fn ingest_reading(&mut self, record: RawRecord, partition: PartitionId, now_ms: u64) -> Ingested {
+    fn ingest_reading(
+        &mut self,
+        record: RawRecord,
+        partition: PartitionId,
+        now_ms: u64,
+    ) -> Ingested {
         let reading = match decode_reading(&record.payload, &self.limits)
             .and_then(|reading| validate_reading(&reading, &self.rules).map(|()| reading))
             .and_then(|reading| self.sequences.observe(&reading).map(|()| reading))
@@ -170,11 +173,8 @@ impl Ingestor {
         };
         if !self.rules.ts_range_ms.contains(&event.ts_ms) {
             let detail = format!("`ts` {} lies outside the accepted range", event.ts_ms);
-            let rejection = Rejection::new(
-                Stage::Validate,
-                RejectReason::TimestampOutOfRange,
-                detail,
-            );
+            let rejection =
+                Rejection::new(Stage::Validate, RejectReason::TimestampOutOfRange, detail);
             return dead_letter(record, rejection);
         }
         match self.clock.admit(partition, event.ts_ms, now_ms) {
@@ -293,14 +293,20 @@ mod tests {
         let mut ingestor = ingestor();
         let base = 1_795_946_400_000;
         let first = encode_reading(&reading(1, base + 10_000));
-        assert_eq!(stage_of(&ingestor.ingest(raw(first.clone(), 0), (0, 0), 0)), None);
+        assert_eq!(
+            stage_of(&ingestor.ingest(raw(first.clone(), 0), (0, 0), 0)),
+            None
+        );
         assert_eq!(
             stage_of(&ingestor.ingest(raw(first, 1), (0, 0), 0)),
             Some((Stage::Duplicate, RejectReason::DuplicateSequence))
         );
         // A restarted gateway counter with a newer event time is accepted.
         let restarted = encode_reading(&reading(1, base + 11_000));
-        assert_eq!(stage_of(&ingestor.ingest(raw(restarted, 2), (0, 0), 0)), None);
+        assert_eq!(
+            stage_of(&ingestor.ingest(raw(restarted, 2), (0, 0), 0)),
+            None
+        );
         // Behind the partition watermark (11 s - 2 s lateness): late.
         let old = encode_reading(&reading(5, base + 8_000));
         assert_eq!(

@@ -18,11 +18,11 @@
 
 #![deny(missing_docs)]
 
-pub mod model;
-pub mod wire;
 pub mod batch_verdict;
 pub mod epoch_sink;
 pub mod event_clock;
 pub mod ingest;
+pub mod model;
 pub mod rolling_anomaly;
 pub mod validate;
+pub mod wire;

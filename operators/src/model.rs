@@ -14,9 +14,7 @@ use std::fmt;
 pub type EventTimeMs = i64;
 
 /// The physical quantity a sensor measures.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SensorKind {
     /// An electronic-nose array of gas sensors (metal-oxide or similar),
@@ -59,7 +57,9 @@ impl SensorKind {
 
     /// Parses a wire name; `None` for an unknown kind.
     pub fn parse(name: &str) -> Option<SensorKind> {
-        SensorKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+        SensorKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
     }
 
     /// Whether readings of this kind carry exactly one value.
@@ -127,9 +127,7 @@ impl Ord for Reading {
 }
 
 /// Whether a batch starts or ends.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchPhase {
     /// Production of the batch begins on its line.
@@ -154,9 +152,7 @@ pub struct BatchEvent {
 }
 
 /// Where a record came from: enough to find it again in Kafka or a file.
-#[derive(
-    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SourceCoord {
     /// Topic (or input name for in-process sources).
     pub topic: String,
@@ -186,9 +182,7 @@ pub struct RawRecord {
 }
 
 /// The two input streams of the quality-control dataflow.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputStream {
     /// Sensor readings (`scent.readings`).
@@ -198,9 +192,7 @@ pub enum InputStream {
 }
 
 /// The stage of the pipeline that rejected a record.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Bytes to structure: UTF-8, JSON, field types.
@@ -226,9 +218,7 @@ impl Stage {
 }
 
 /// Why a record was rejected: a stable code for machines, plus detail text.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// The payload is not valid UTF-8.
@@ -356,7 +346,13 @@ impl Rejection {
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}: {}", self.stage.as_str(), self.reason, self.detail)
+        write!(
+            f,
+            "{}/{}: {}",
+            self.stage.as_str(),
+            self.reason,
+            self.detail
+        )
     }
 }
 
@@ -370,9 +366,7 @@ pub struct DeadLetter {
 }
 
 /// The detection rule that raised an anomaly.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyRule {
     /// A value far from its rolling mean, in rolling standard deviations.
@@ -430,7 +424,13 @@ impl Eq for Anomaly {}
 impl Ord for Anomaly {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (&self.line, &self.sensor, self.ts_ms, self.seq, self.rule)
-            .cmp(&(&other.line, &other.sensor, other.ts_ms, other.seq, other.rule))
+            .cmp(&(
+                &other.line,
+                &other.sensor,
+                other.ts_ms,
+                other.seq,
+                other.rule,
+            ))
             .then_with(|| self.kind.cmp(&other.kind))
             .then_with(|| self.batch.cmp(&other.batch))
             .then_with(|| self.statistic.total_cmp(&other.statistic))
@@ -440,9 +440,7 @@ impl Ord for Anomaly {
 }
 
 /// What kind of decision an action carries.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// Release, hold or reject a completed batch.
@@ -456,9 +454,7 @@ pub enum ActionKind {
 }
 
 /// The decision of a `batch_release` action.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// The batch may ship.
@@ -517,7 +513,13 @@ impl Reason {
 impl Eq for Reason {}
 impl Ord for Reason {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.sensor, self.rule, self.kind, self.count, self.first_ts_ms)
+        (
+            &self.sensor,
+            self.rule,
+            self.kind,
+            self.count,
+            self.first_ts_ms,
+        )
             .cmp(&(
                 &other.sensor,
                 other.rule,
@@ -533,9 +535,7 @@ impl Ord for Reason {
 }
 
 /// What a decision rests on.
-#[derive(
-    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Evidence {
     /// Event time of the batch start, when it was seen.
     pub batch_start_ms: Option<EventTimeMs>,

@@ -195,7 +195,10 @@ impl SensorMonitor {
                 ));
             }
         }
-        self.last_ts_ms = Some(self.last_ts_ms.map_or(reading.ts_ms, |t| t.max(reading.ts_ms)));
+        self.last_ts_ms = Some(
+            self.last_ts_ms
+                .map_or(reading.ts_ms, |t| t.max(reading.ts_ms)),
+        );
 
         let flat_channels = self.track_flat_lines(&reading.values, config.flat_line_readings);
         if !flat_channels.is_empty() {
@@ -225,7 +228,10 @@ impl SensorMonitor {
                 .zip(&reading.values)
                 .enumerate()
                 .map(|(channel, (window, &value))| {
-                    (window.z(value, config.min_sigma_relative).abs(), channel as u16)
+                    (
+                        window.z(value, config.min_sigma_relative).abs(),
+                        channel as u16,
+                    )
                 })
                 .filter(|(z, _)| *z > config.z_limit)
                 .collect();
@@ -233,7 +239,12 @@ impl SensorMonitor {
                 outliers.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
                 let strongest = outliers[0].0;
                 let channels = outliers.iter().take(3).map(|(_, c)| *c).collect();
-                anomalies.push(anomaly(AnomalyRule::ZScore, strongest, config.z_limit, channels));
+                anomalies.push(anomaly(
+                    AnomalyRule::ZScore,
+                    strongest,
+                    config.z_limit,
+                    channels,
+                ));
                 context.consecutive_outliers += 1;
                 if context.consecutive_outliers >= config.max_consecutive_outliers {
                     *context = ContextWindows::default();
@@ -256,7 +267,8 @@ impl SensorMonitor {
             return Vec::new();
         }
         let mut flat = Vec::new();
-        for (channel, (&value, last)) in values.iter().zip(self.last_values.iter_mut()).enumerate() {
+        for (channel, (&value, last)) in values.iter().zip(self.last_values.iter_mut()).enumerate()
+        {
             let tolerance = 1e-12 * value.abs().max(1.0);
             if (value - *last).abs() <= tolerance {
                 self.flat_runs[channel] += 1;
@@ -379,7 +391,9 @@ impl<'scope> RollingAnomalies<'scope> for StreamVec<'scope, Epoch, Reading> {
                     let (capability, mut readings) = entry.remove();
                     detector.process(&mut readings, &mut anomalies);
                     if !anomalies.is_empty() {
-                        output.session(&capability).give_iterator(anomalies.drain(..));
+                        output
+                            .session(&capability)
+                            .give_iterator(anomalies.drain(..));
                     }
                 }
             }
@@ -454,9 +468,15 @@ mod tests {
         after_gap.seq = 130;
         readings.push(after_gap);
         let anomalies = run(readings);
-        let flat = anomalies.iter().filter(|a| a.rule == AnomalyRule::FlatLine).count();
+        let flat = anomalies
+            .iter()
+            .filter(|a| a.rule == AnomalyRule::FlatLine)
+            .count();
         assert_eq!(flat, 30 - 13, "flagged from the 15th identical value on");
-        let gaps: Vec<_> = anomalies.iter().filter(|a| a.rule == AnomalyRule::Gap).collect();
+        let gaps: Vec<_> = anomalies
+            .iter()
+            .filter(|a| a.rule == AnomalyRule::Gap)
+            .collect();
         assert_eq!(gaps.len(), 1);
         assert_eq!(gaps[0].statistic, 31.0);
     }

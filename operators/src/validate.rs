@@ -281,10 +281,7 @@ mod tests {
         assert_eq!(reason(&enose), None);
         let mut epoch_zero = humidity(45.0);
         epoch_zero.ts_ms = 0;
-        assert_eq!(
-            reason(&epoch_zero),
-            Some(RejectReason::TimestampOutOfRange)
-        );
+        assert_eq!(reason(&epoch_zero), Some(RejectReason::TimestampOutOfRange));
         let mut slash = humidity(45.0);
         slash.sensor = "rh/1".into();
         assert_eq!(reason(&slash), Some(RejectReason::BadIdentifier));

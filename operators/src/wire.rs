@@ -132,7 +132,11 @@ pub fn parse_timestamp(value: &Value) -> Result<EventTimeMs, Rejection> {
                 format!("`ts` {number} is not an integer number of epoch milliseconds"),
             )
         }),
-        other => Err(wrong_type("ts", "an RFC 3339 string or epoch milliseconds", other)),
+        other => Err(wrong_type(
+            "ts",
+            "an RFC 3339 string or epoch milliseconds",
+            other,
+        )),
     }
 }
 

@@ -1,0 +1,372 @@
+//! The archiver: Kafka topics to the PostgreSQL archive, exactly once.
+//!
+//! It reads `scent.readings`, `scent.actions` and `scent.readings.dlq`
+//! (`read_committed`) from the offsets stored in the archive itself, and
+//! commits each batch of rows together with the next offsets in one
+//! database transaction ([`Archive::commit`]). A crash anywhere loses
+//! nothing and duplicates nothing: on restart it resumes from the offsets
+//! of the last committed transaction.
+//!
+//! Readings are archived when they decode and pass the per-record
+//! validation (the same kernels as the engine's ingest); records that do
+//! not are on the dead-letter topic, which is archived too. When
+//! PostgreSQL is unavailable the archiver keeps its pending batch, stops
+//! reading and retries with backoff: the engine is unaffected, the archive
+//! lags, and the lag lives in Kafka until the database is back.
+
+use crate::archive::{Archive, ArchiveBatch, ArchivedDeadLetter, ConsumerOffset};
+use crate::config::{ArchiveConfig, IngestConfig};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use scent_kafka::admin::partition_count;
+use scent_kafka::codec::{decode_action, decode_dead_letter};
+use scent_kafka::KafkaSettings;
+use scent_operators::model::SourceCoord;
+use scent_operators::validate::validate_reading;
+use scent_operators::wire::decode_reading;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Why the archiver stopped.
+#[derive(Debug, Error)]
+pub enum ArchiverError {
+    /// Kafka could not be used.
+    #[error(transparent)]
+    Kafka(#[from] scent_kafka::KafkaError),
+    /// The archive failed in a way a retry cannot fix.
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+}
+
+/// Labels of archived records.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    /// Destination table.
+    pub table: String,
+}
+
+/// Metrics of the archiver.
+#[derive(Debug, Clone)]
+pub struct ArchiveMetrics {
+    /// Rows inserted, by table.
+    pub rows: Family<TableLabels, Counter>,
+    /// Records read but not archived (undecodable messages on the output
+    /// topics, invalid readings that the DLQ carries).
+    pub skipped: Counter,
+    /// Committed transactions.
+    pub commits: Counter,
+    /// Failed commit attempts (each is retried).
+    pub failures: Counter,
+    /// Duration of one commit.
+    pub commit_duration: Histogram,
+}
+
+impl ArchiveMetrics {
+    /// Creates the metrics and registers them under `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = ArchiveMetrics {
+            rows: Family::default(),
+            skipped: Counter::default(),
+            commits: Counter::default(),
+            failures: Counter::default(),
+            commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        };
+        let archive = registry.sub_registry_with_prefix("archive");
+        archive.register(
+            "rows",
+            "Rows inserted into the archive, by table",
+            metrics.rows.clone(),
+        );
+        archive.register(
+            "skipped",
+            "Records read but not archived",
+            metrics.skipped.clone(),
+        );
+        archive.register(
+            "commits",
+            "Archive transactions committed",
+            metrics.commits.clone(),
+        );
+        archive.register(
+            "failures",
+            "Archive commit attempts that failed",
+            metrics.failures.clone(),
+        );
+        archive.register_with_unit(
+            "commit_duration",
+            "Duration of one archive transaction",
+            Unit::Seconds,
+            metrics.commit_duration.clone(),
+        );
+        metrics
+    }
+}
+
+/// Runs the archiver until `shutdown` is set.
+pub async fn run_archiver(
+    config: ArchiveConfig,
+    kafka: KafkaSettings,
+    ingest: IngestConfig,
+    metrics: ArchiveMetrics,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(), ArchiverError> {
+    let Some(archive) = connect_with_retry(&config.database_url, &metrics, &shutdown).await else {
+        return Ok(());
+    };
+    let topics = [
+        kafka.topics.readings.clone(),
+        kafka.topics.actions.clone(),
+        kafka.topics.dead_letters.clone(),
+    ];
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", format!("{}-archive", kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|error| scent_kafka::KafkaError::Config(error.to_string()))?;
+    let stored: BTreeMap<(String, i32), i64> = loop {
+        match archive.offsets(&config.consumer).await {
+            Ok(offsets) => {
+                break offsets
+                    .into_iter()
+                    .map(|o| ((o.topic, o.partition), o.next_offset))
+                    .collect()
+            }
+            Err(error) if error.is_retryable() && !shutdown.load(Ordering::Relaxed) => {
+                tracing::warn!(%error, "archive offsets unavailable, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    let mut assignment = TopicPartitionList::new();
+    for topic in &topics {
+        let partitions = {
+            let kafka = kafka.clone();
+            let topic = topic.clone();
+            tokio::task::spawn_blocking(move || {
+                partition_count(&kafka, &topic, Duration::from_secs(30))
+            })
+            .await
+            .expect("metadata lookup does not panic")?
+        };
+        for partition in 0..partitions {
+            let offset = stored
+                .get(&(topic.clone(), partition))
+                .map_or(Offset::Beginning, |&next| Offset::Offset(next));
+            assignment
+                .add_partition_offset(topic, partition, offset)
+                .map_err(|error| scent_kafka::KafkaError::broker("assign", error))?;
+        }
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|error| scent_kafka::KafkaError::broker("assign", error))?;
+    tracing::info!(consumer = %config.consumer, "archiver started");
+
+    let max_delay = Duration::from_millis(config.max_batch_delay_ms);
+    let mut batch = PendingBatch::new(&config.consumer);
+    while !shutdown.load(Ordering::Relaxed) {
+        let deadline = Instant::now() + max_delay;
+        while batch.records < config.max_batch_records && !shutdown.load(Ordering::Relaxed) {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(remaining, consumer.recv()).await {
+                Err(_) => break,
+                Ok(Ok(message)) => batch.add(&message, &kafka, &ingest, &metrics),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "archiver consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        commit_with_retry(&archive, &mut batch, &metrics, &shutdown).await?;
+    }
+    Ok(())
+}
+
+async fn connect_with_retry(
+    url: &str,
+    metrics: &ArchiveMetrics,
+    shutdown: &AtomicBool,
+) -> Option<Archive> {
+    let mut backoff = Duration::from_millis(200);
+    while !shutdown.load(Ordering::Relaxed) {
+        match Archive::connect(url).await {
+            Ok(archive) => match archive.migrate().await {
+                Ok(()) => return Some(archive),
+                Err(error) => tracing::warn!(%error, "archive migration failed, retrying"),
+            },
+            Err(error) => tracing::warn!(%error, "archive database unavailable, retrying"),
+        }
+        metrics.failures.inc();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    None
+}
+
+/// Commits the pending batch, retrying while the database is unavailable.
+async fn commit_with_retry(
+    archive: &Archive,
+    batch: &mut PendingBatch,
+    metrics: &ArchiveMetrics,
+    shutdown: &AtomicBool,
+) -> Result<(), ArchiverError> {
+    if batch.batch.is_empty() && batch.next.is_empty() {
+        return Ok(());
+    }
+    batch.seal();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let started = Instant::now();
+        match archive.commit(&batch.batch).await {
+            Ok(stats) => {
+                metrics
+                    .commit_duration
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.commits.inc();
+                for (table, rows) in [
+                    ("reading", stats.readings),
+                    ("action", stats.actions),
+                    ("dead_letter", stats.dead_letters),
+                ] {
+                    metrics
+                        .rows
+                        .get_or_create(&TableLabels {
+                            table: table.into(),
+                        })
+                        .inc_by(rows);
+                }
+                batch.clear();
+                return Ok(());
+            }
+            Err(error) if error.is_retryable() && !shutdown.load(Ordering::Relaxed) => {
+                metrics.failures.inc();
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "archive commit failed, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) if error.is_retryable() => {
+                // Shutting down: the uncommitted batch is read again on restart.
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Records read since the last commit, and where each partition resumes.
+struct PendingBatch {
+    consumer: String,
+    batch: ArchiveBatch,
+    next: BTreeMap<(String, i32), i64>,
+    records: usize,
+}
+
+impl PendingBatch {
+    fn new(consumer: &str) -> Self {
+        PendingBatch {
+            consumer: consumer.to_owned(),
+            batch: ArchiveBatch::default(),
+            next: BTreeMap::new(),
+            records: 0,
+        }
+    }
+
+    fn add(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        kafka: &KafkaSettings,
+        ingest: &IngestConfig,
+        metrics: &ArchiveMetrics,
+    ) {
+        let topic = message.topic();
+        let coord = SourceCoord {
+            topic: topic.to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        self.next
+            .insert((coord.topic.clone(), coord.partition), coord.offset + 1);
+        self.records += 1;
+        let payload = message.payload().unwrap_or_default();
+        if topic == kafka.topics.readings {
+            let valid = decode_reading(payload, &ingest.limits()).and_then(|reading| {
+                validate_reading(&reading, &ingest.validation).map(|()| reading)
+            });
+            match valid {
+                Ok(reading) => self.batch.readings.push((reading, coord)),
+                Err(_) => {
+                    metrics.skipped.inc();
+                }
+            }
+        } else if topic == kafka.topics.actions {
+            match decode_action(topic, payload) {
+                Ok(action) => self.batch.actions.push((action, Some(coord))),
+                Err(error) => {
+                    tracing::warn!(%error, %coord, "undecodable action not archived");
+                    metrics.skipped.inc();
+                }
+            }
+        } else if topic == kafka.topics.dead_letters {
+            let headers: Vec<(String, Vec<u8>)> = message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            match decode_dead_letter(topic, message.key(), payload, &headers) {
+                Ok(dead_letter) => self.batch.dead_letters.push(ArchivedDeadLetter {
+                    dead_letter,
+                    dlq_coord: Some(coord),
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, %coord, "undecodable dead letter not archived");
+                    metrics.skipped.inc();
+                }
+            }
+        }
+    }
+
+    /// Moves the resume offsets into the batch, to commit with its rows.
+    fn seal(&mut self) {
+        self.batch.offsets = self
+            .next
+            .iter()
+            .map(|((topic, partition), next)| ConsumerOffset {
+                consumer: self.consumer.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next,
+            })
+            .collect();
+    }
+
+    fn clear(&mut self) {
+        self.batch = ArchiveBatch::default();
+        self.next.clear();
+        self.records = 0;
+    }
+}

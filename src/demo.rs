@@ -1,0 +1,383 @@
+//! `scent demo`: a simulated plant through the real dataflow, with nothing
+//! else running.
+//!
+//! The plant simulator feeds the workers in-process (each worker reads the
+//! lines it owns, paced to `--speed` times real time), the dataflow is the
+//! one `scent run` uses, and the sinks collect actions and dead letters in
+//! memory. A progress line shows readings per second, anomalies and
+//! batches decided; the run ends with a summary per line, every held batch
+//! with its reasons next to the event the simulator injected, and a check
+//! of every decision against the simulator's ground truth. With
+//! `--kafka HOST:PORT` the same plant goes through a broker instead:
+//! produced to fresh topics, consumed by the engine, decisions written to
+//! the actions topic.
+
+use crate::api::metrics::EngineMetrics;
+use crate::config::Config;
+use crate::runtime::{
+    self, BoxError, OutputSink, RecordSource, RuntimeConfig, SinkFactory, SourceFactory,
+};
+use crate::sim::{GroundTruth, LabelledEvent, Plant};
+use crate::sinks::{write_jsonl, Collected, CollectedOutput};
+use crate::sources::PlantSource;
+use clap::Args;
+use prometheus_client::registry::Registry;
+use scent_operators::epoch_sink::EpochOutput;
+use scent_operators::model::{Action, Decision};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of `scent demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoOptions {
+    /// Seed of the simulated plant.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Approximate number of valid readings to simulate.
+    #[arg(long, default_value_t = 150_000)]
+    pub readings: u64,
+    /// Production lines.
+    #[arg(long, default_value_t = 3)]
+    pub lines: usize,
+    /// Timely worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Plant time per wall time; 0 runs as fast as possible.
+    #[arg(long, default_value_t = 400.0)]
+    pub speed: f64,
+    /// Malformed records to inject into the readings.
+    #[arg(long, default_value_t = 12)]
+    pub malformed: usize,
+    /// Write DIR/actions.jsonl and DIR/dead-letters.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run through a Kafka broker at HOST:PORT instead of in-process.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka: Option<String>,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What a demo run produced.
+#[derive(Debug)]
+pub struct DemoReport {
+    /// Actions and dead letters.
+    pub output: CollectedOutput,
+    /// The simulator's ground truth.
+    pub truth: GroundTruth,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Valid readings that entered the dataflow.
+    pub readings: u64,
+}
+
+impl DemoReport {
+    /// Batches whose decision differs from the ground truth's expectation.
+    pub fn mismatches(&self) -> Vec<String> {
+        let decided: BTreeMap<&str, &Action> = self
+            .output
+            .actions
+            .iter()
+            .filter_map(|(_, a)| a.batch.as_deref().map(|b| (b, a)))
+            .collect();
+        let mut problems = Vec::new();
+        for batch in &self.truth.batches {
+            match decided.get(batch.batch.as_str()) {
+                None => problems.push(format!("{}: no decision", batch.batch)),
+                Some(action) if action.decision != Some(batch.expected_decision) => {
+                    problems.push(format!(
+                        "{}: decided {:?}, expected {:?}",
+                        batch.batch, action.decision, batch.expected_decision
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        problems
+    }
+}
+
+/// Runs the demo and prints its summary.
+pub fn run(options: DemoOptions) -> Result<DemoReport, BoxError> {
+    let report = match &options.kafka {
+        None => run_in_process(&options)?,
+        Some(brokers) => crate::simulate::run_demo_through_kafka(&options, brokers)?,
+    };
+    print_summary(&report, &options);
+    if let Some(dir) = &options.out {
+        write_jsonl(&report.output, dir)?;
+        println!(
+            "\nwrote {} and {}",
+            dir.join("actions.jsonl").display(),
+            dir.join("dead-letters.jsonl").display()
+        );
+    }
+    Ok(report)
+}
+
+/// The simulated plant of the demo options.
+pub fn plant(options: &DemoOptions) -> Result<Plant, BoxError> {
+    let config = crate::simulate::sim_config(
+        options.seed,
+        options.readings,
+        options.lines,
+        options.malformed,
+    );
+    Ok(Plant::new(config)?)
+}
+
+/// The engine configuration of the demo (defaults, demo worker count).
+pub fn engine_config(options: &DemoOptions) -> Result<Config, BoxError> {
+    let mut config = Config::load_with_env(None, std::iter::empty())?;
+    config.engine.workers = options.workers;
+    Ok(config)
+}
+
+fn run_in_process(options: &DemoOptions) -> Result<DemoReport, BoxError> {
+    let plant = Arc::new(plant(options)?);
+    let config = engine_config(options)?;
+    let truth = plant.ground_truth().clone();
+    let mut registry = Registry::with_prefix("scent");
+    let metrics = EngineMetrics::register(&mut registry);
+    let collected = Collected::default();
+
+    let speed = (options.speed > 0.0).then_some(options.speed);
+    let source_plant = Arc::clone(&plant);
+    let sources: SourceFactory = Arc::new(move |worker, peers| {
+        Ok(
+            Box::new(PlantSource::new(&source_plant, worker, peers, speed))
+                as Box<dyn RecordSource>,
+        )
+    });
+    let sink_target = collected.clone();
+    let sinks: SinkFactory =
+        Arc::new(move |_worker| Ok(Box::new(sink_target.sink()) as Box<dyn OutputSink>));
+
+    let started = Instant::now();
+    let progress = Progress::start(metrics.clone(), truth.batches.len(), options.quiet);
+    let result = runtime::run(
+        RuntimeConfig::from_config(&config),
+        sources,
+        sinks,
+        metrics.clone(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    progress.stop();
+    result?;
+    Ok(DemoReport {
+        output: collected.take_sorted(),
+        truth,
+        elapsed: started.elapsed(),
+        readings: metrics.readings_in.get(),
+    })
+}
+
+/// A live progress line on stderr, redrawn four times a second.
+pub struct Progress {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Starts drawing (unless `quiet`).
+    pub fn start(metrics: EngineMetrics, batches: usize, quiet: bool) -> Progress {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = (!quiet).then(|| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let mut last = (Instant::now(), 0u64);
+                let mut rate = 0.0;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    let readings = metrics.readings_in.get();
+                    let interval = last.0.elapsed().as_secs_f64();
+                    if interval > 0.0 {
+                        rate = (readings - last.1) as f64 / interval;
+                    }
+                    last = (Instant::now(), readings);
+                    let mut err = std::io::stderr().lock();
+                    let _ = write!(
+                        err,
+                        "\r{:>6.1}s  readings {:>9}  {:>9.0}/s  anomalies {:>6}  rejected {:>4}  batches decided {:>3}/{} (held {})   ",
+                        started.elapsed().as_secs_f64(),
+                        readings,
+                        rate,
+                        metrics.totals.anomalies.get(),
+                        metrics.totals.rejected.get(),
+                        metrics.totals.actions.get(),
+                        batches,
+                        metrics.totals.held.get(),
+                    );
+                    let _ = err.flush();
+                }
+                eprintln!();
+            })
+        });
+        Progress { stop, thread }
+    }
+
+    /// Stops drawing.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn print_summary(report: &DemoReport, options: &DemoOptions) {
+    let actions: Vec<&Action> = report.output.actions.iter().map(|(_, a)| a).collect();
+    let seconds = report.elapsed.as_secs_f64();
+    println!();
+    println!(
+        "scent demo: seed {}, {} lines, {} workers{}",
+        options.seed,
+        options.lines,
+        options.workers,
+        options
+            .kafka
+            .as_deref()
+            .map(|k| format!(", through Kafka at {k}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "{} readings in {:.1} s ({:.0} readings/s), {} dead letters, {} batches decided",
+        report.readings,
+        seconds,
+        report.readings as f64 / seconds.max(1e-9),
+        report.output.dead_letters.len(),
+        actions.len()
+    );
+    println!();
+    println!(
+        "{:<6} {:>9} {:>9} {:>5}",
+        "line", "released", "held", "total"
+    );
+    let mut per_line: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for action in &actions {
+        let entry = per_line.entry(action.line.as_str()).or_default();
+        match action.decision {
+            Some(Decision::Hold) | Some(Decision::Reject) => entry.1 += 1,
+            _ => entry.0 += 1,
+        }
+    }
+    for (line, (released, held)) in &per_line {
+        println!(
+            "{:<6} {:>9} {:>9} {:>5}",
+            line,
+            released,
+            held,
+            released + held
+        );
+    }
+    let held: Vec<&&Action> = actions
+        .iter()
+        .filter(|a| a.decision == Some(Decision::Hold))
+        .collect();
+    if !held.is_empty() {
+        println!();
+        println!("held batches:");
+    }
+    for action in held {
+        let batch = action.batch.as_deref().unwrap_or("-");
+        let injected = report
+            .truth
+            .batches
+            .iter()
+            .find(|b| b.batch == batch)
+            .map(|b| {
+                b.events
+                    .iter()
+                    .filter_map(|id| report.truth.events.iter().find(|e| &e.id == id))
+                    .map(describe_event)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default();
+        println!(
+            "  {batch} ({}): {}",
+            action.line,
+            action
+                .reasons
+                .iter()
+                .map(|r| r.summary())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if !injected.is_empty() {
+            println!("      injected: {injected}");
+        }
+    }
+    if !report.output.dead_letters.is_empty() {
+        let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, letter) in &report.output.dead_letters {
+            *by_reason.entry(letter.rejection.reason.code()).or_default() += 1;
+        }
+        println!();
+        println!(
+            "dead letters: {}",
+            by_reason
+                .iter()
+                .map(|(reason, count)| format!("{reason} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mismatches = report.mismatches();
+    println!();
+    if mismatches.is_empty() {
+        println!(
+            "all {} decisions match the simulator's ground truth",
+            report.truth.batches.len()
+        );
+    } else {
+        println!(
+            "{} decisions differ from the ground truth:",
+            mismatches.len()
+        );
+        for problem in mismatches {
+            println!("  {problem}");
+        }
+    }
+}
+
+/// A sink that writes to another sink and collects a copy.
+pub struct TeeSink {
+    /// The real sink.
+    pub inner: Box<dyn OutputSink>,
+    /// The copy.
+    pub copy: Box<dyn OutputSink>,
+}
+
+impl OutputSink for TeeSink {
+    fn emit(&mut self, output: &EpochOutput) -> Result<(), BoxError> {
+        self.inner.emit(output)?;
+        self.copy.emit(output)
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.inner.finish()?;
+        self.copy.finish()
+    }
+}
+
+/// A one-line description of an injected event.
+fn describe_event(event: &LabelledEvent) -> String {
+    let what = match (&event.contaminant, event.mode) {
+        (Some(contaminant), _) => format!("contamination by {contaminant}"),
+        (None, Some(mode)) => format!("{mode:?} fault").to_lowercase(),
+        (None, None) => format!("{:?}", event.kind).to_lowercase(),
+    };
+    let sensor = event.sensor.as_deref().unwrap_or("all e-nose arrays");
+    format!(
+        "{what} on {sensor}, {:.0} s from {}",
+        (event.end_ms - event.start_ms) as f64 / 1_000.0,
+        scent_operators::wire::format_timestamp(event.start_ms)
+    )
+}

@@ -1,0 +1,112 @@
+//! The `scent` command line: startup only; the work lives in the library.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use scent::config::Config;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "scent",
+    version,
+    about = "Streaming quality control for electronic noses and process sensors"
+)]
+struct Cli {
+    /// Log filter, e.g. `info` or `scent=debug,rdkafka=warn`.
+    #[arg(long, global = true, env = "SCENT_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a simulated plant through the dataflow, in-process (or through a broker).
+    Demo(scent::demo::DemoOptions),
+    /// Run the engine against Kafka (the production entry point).
+    Run(RunArgs),
+    /// Generate a deterministic simulated plant to Kafka or files.
+    Simulate(scent::simulate::SimulateOptions),
+    /// Manage the Kafka topics scent uses.
+    Topics(TopicsArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// TOML configuration file (see deploy/config/).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Worker threads, overriding `engine.workers`.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Kafka bootstrap servers, overriding `kafka.brokers`.
+    #[arg(long)]
+    kafka: Option<String>,
+    /// PostgreSQL URL; enables the archive.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Address of /metrics and /health, overriding `http.listen`.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+#[derive(Args)]
+struct TopicsArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "SCENT_KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
+    kafka: String,
+    /// Partitions of the readings and actions topics.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Demo(options) => {
+            scent::demo::run(options).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Command::Run(args) => {
+            let mut config = Config::load(args.config.as_deref())?;
+            if let Some(workers) = args.workers {
+                config.engine.workers = workers;
+            }
+            if let Some(brokers) = args.kafka {
+                config.kafka.brokers = brokers;
+            }
+            if let Some(url) = args.database_url {
+                config.archive.enabled = true;
+                config.archive.database_url = url;
+            }
+            if let Some(listen) = args.listen {
+                config.http.listen = listen;
+            }
+            config.validate()?;
+            scent::engine::run(config).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Command::Simulate(options) => {
+            scent::simulate::run(options).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Command::Topics(args) => {
+            let settings = scent_kafka::KafkaSettings {
+                brokers: args.kafka,
+                ..Default::default()
+            };
+            let topics = scent_kafka::admin::default_topics(&settings, args.partitions);
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(scent_kafka::admin::create_topics(&settings, &topics))?;
+            for topic in topics {
+                println!("{} ({} partitions)", topic.name, topic.partitions);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! The whole data path against real servers: simulated readings and
+//! malformed records to Apache Kafka, `scent run --workers 2` in its own
+//! process, actions read back with `kcat` (a client we did not write) and
+//! compared with the simulator's ground truth, dead letters read back with
+//! their headers, and the PostgreSQL archive checked row by row.
+//!
+//! Needs `SCENT_KAFKA_BROKERS`, `SCENT_DATABASE_URL` and `kcat`, which
+//! `deploy/test.sh` provides. Without them the test says why and passes,
+//! unless `SCENT_REQUIRE_SERVICES=1` (set by the test script).
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use scent::archive::Archive;
+use scent::sim::{GroundTruth, Plant};
+use scent::simulate::{prefixed_topics, produce, sim_config};
+use scent_kafka::admin::{create_topics, default_topics};
+use scent_kafka::codec::{decode_action, decode_dead_letter};
+use scent_kafka::KafkaSettings;
+use scent_operators::model::{Action, DeadLetter, Decision};
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+struct Services {
+    brokers: String,
+    database_url: String,
+}
+
+fn services(test: &str) -> Option<Services> {
+    let brokers = std::env::var("SCENT_KAFKA_BROKERS").ok();
+    let database_url = std::env::var("SCENT_DATABASE_URL").ok();
+    let kcat = Command::new("kcat").arg("-V").output().is_ok();
+    match (brokers, database_url, kcat) {
+        (Some(brokers), Some(database_url), true) => Some(Services {
+            brokers,
+            database_url,
+        }),
+        _ if std::env::var("SCENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("{test}: SCENT_KAFKA_BROKERS, SCENT_DATABASE_URL and kcat are required")
+        }
+        _ => {
+            eprintln!("skipping {test}: needs SCENT_KAFKA_BROKERS, SCENT_DATABASE_URL and kcat (run deploy/test.sh)");
+            None
+        }
+    }
+}
+
+/// A database of its own for this test, created through the admin URL.
+async fn fresh_database(admin_url: &str, name: &str) -> String {
+    let admin = sqlx::PgPool::connect(admin_url)
+        .await
+        .expect("connect to SCENT_DATABASE_URL");
+    // The name is built by the test from its process id, never from input.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
+    format!("{base}/{name}")
+}
+
+/// Kills the engine when the test ends, however it ends.
+struct Engine(Child);
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads a topic to its end with kcat, `read_committed`, one line per
+/// record: `key<TAB>value`.
+fn kcat_read(brokers: &str, topic: &str) -> Vec<(String, String)> {
+    let output = Command::new("kcat")
+        .args(["-b", brokers, "-C", "-t", topic, "-e", "-q", "-u"])
+        .args(["-X", "isolation.level=read_committed", "-f", "%k\t%s\n"])
+        .output()
+        .expect("kcat runs");
+    assert!(
+        output.status.success(),
+        "kcat failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("actions are UTF-8")
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (key, value) = line.split_once('\t').expect("key and value");
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// Reads every dead letter of the DLQ topic with its headers.
+fn read_dead_letters(settings: &KafkaSettings, expected: usize) -> Vec<DeadLetter> {
+    let consumer: BaseConsumer = settings
+        .client_config()
+        .set("group.id", "e2e-dlq-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&settings.topics.dead_letters, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while letters.len() < expected && Instant::now() < deadline {
+        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = result.expect("consume the DLQ");
+        let headers: Vec<(String, Vec<u8>)> = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        letters.push(
+            decode_dead_letter(
+                message.topic(),
+                message.key(),
+                message.payload().unwrap_or_default(),
+                &headers,
+            )
+            .expect("dead letters carry every header"),
+        );
+    }
+    letters
+}
+
+fn check_decisions(actions: &[Action], truth: &GroundTruth) {
+    let mut by_batch: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
+    for action in actions {
+        by_batch
+            .entry(
+                action
+                    .batch
+                    .as_deref()
+                    .expect("batch releases name their batch"),
+            )
+            .or_default()
+            .push(action);
+    }
+    assert_eq!(
+        by_batch.len(),
+        truth.batches.len(),
+        "one decision per batch"
+    );
+    let mut held = 0;
+    for batch in &truth.batches {
+        let decided = &by_batch[batch.batch.as_str()];
+        assert_eq!(decided.len(), 1, "{} decided once", batch.batch);
+        let action = decided[0];
+        assert_eq!(
+            action.decision,
+            Some(batch.expected_decision),
+            "decision for {}",
+            batch.batch
+        );
+        for expected in &batch.expected_reasons {
+            assert!(
+                action
+                    .reasons
+                    .iter()
+                    .any(|r| r.sensor == expected.sensor && r.rule == expected.rule),
+                "{}: expected reason {:?} among {:?}",
+                batch.batch,
+                expected,
+                action.reasons
+            );
+        }
+        held += usize::from(action.decision == Some(Decision::Hold));
+    }
+    assert!(held >= 3, "the injected events hold batches ({held})");
+}
+
+#[test]
+fn readings_through_kafka_to_actions_dead_letters_and_archive() {
+    let Some(services) = services("readings_through_kafka_to_actions_dead_letters_and_archive")
+    else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let run_id = format!("e2e{}", std::process::id());
+    let settings = KafkaSettings {
+        brokers: services.brokers.clone(),
+        topics: prefixed_topics(&format!("{run_id}.")),
+        group_id: run_id.clone(),
+        ..KafkaSettings::default()
+    };
+    runtime
+        .block_on(create_topics(&settings, &default_topics(&settings, 4)))
+        .unwrap();
+    let database_url = runtime.block_on(fresh_database(
+        &services.database_url,
+        &format!("scent_{run_id}"),
+    ));
+
+    // 100,000 readings over three lines, plus malformed records of every class.
+    let plant = Plant::new(sim_config(11, 100_000, 3, 20)).unwrap();
+    let truth = plant.ground_truth().clone();
+    let stats = produce(&plant, &settings, 0.0, &AtomicBool::new(false)).unwrap();
+    assert!(stats.readings >= 100_000);
+    let malformed_kinds: std::collections::BTreeSet<_> =
+        truth.malformed.iter().map(|m| m.expected_reason).collect();
+    assert!(
+        malformed_kinds.len() >= 6,
+        "at least six kinds of malformed records"
+    );
+
+    let topics = &settings.topics;
+    let engine = Command::new(env!("CARGO_BIN_EXE_scent"))
+        .args(["run", "--workers", "2", "--listen", ""])
+        .args([
+            "--kafka",
+            &services.brokers,
+            "--database-url",
+            &database_url,
+        ])
+        .env("SCENT__KAFKA__GROUP_ID", &run_id)
+        .env("SCENT__KAFKA__TOPICS__READINGS", &topics.readings)
+        .env("SCENT__KAFKA__TOPICS__BATCHES", &topics.batches)
+        .env("SCENT__KAFKA__TOPICS__ACTIONS", &topics.actions)
+        .env("SCENT__KAFKA__TOPICS__DEAD_LETTERS", &topics.dead_letters)
+        .env("SCENT_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start scent run");
+    let _engine = Engine(engine);
+
+    // Actions, read with kcat until every batch is decided.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut records = Vec::new();
+    while Instant::now() < deadline {
+        records = kcat_read(&services.brokers, &topics.actions);
+        if records.len() >= truth.batches.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let actions: Vec<Action> = records
+        .iter()
+        .map(|(key, value)| {
+            let action = decode_action(&topics.actions, value.as_bytes()).expect("actions decode");
+            assert_eq!(key, action.key(), "actions are keyed by batch");
+            action
+        })
+        .collect();
+    check_decisions(&actions, &truth);
+
+    // Dead letters: every malformed record, with its reason, original bytes
+    // and source coordinates.
+    let letters = read_dead_letters(&settings, truth.malformed.len());
+    assert_eq!(
+        letters.len(),
+        truth.malformed.len(),
+        "every malformed record is a dead letter"
+    );
+    let mut expected: Vec<_> = truth
+        .malformed
+        .iter()
+        .map(|m| (m.payload.clone(), m.expected_reason))
+        .collect();
+    let mut got: Vec<_> = letters
+        .iter()
+        .map(|l| (l.record.payload.clone(), l.rejection.reason))
+        .collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "dead letters carry the original bytes and the expected reason"
+    );
+    for letter in &letters {
+        assert_eq!(letter.record.source.topic, topics.readings);
+        assert!(letter.record.source.offset >= 0);
+        assert_eq!(letter.rejection.stage, letter.rejection.reason.stage());
+    }
+
+    // The archive: every valid reading, every action, every dead letter.
+    runtime.block_on(async {
+        let archive = Archive::connect(&database_url).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let readings = archive.count_readings().await.unwrap_or(0);
+            let archived_actions = archive.actions().await.map(|a| a.len()).unwrap_or(0);
+            let archived_letters = archive.dead_letters().await.map(|d| d.len()).unwrap_or(0);
+            if readings as u64 == stats.readings
+                && archived_actions == actions.len()
+                && archived_letters == letters.len()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "archive incomplete: {readings}/{} readings, {archived_actions}/{} actions, {archived_letters}/{} dead letters",
+                stats.readings,
+                actions.len(),
+                letters.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let mut archived = archive.actions().await.unwrap();
+        let mut produced = actions.clone();
+        archived.sort();
+        produced.sort();
+        assert_eq!(archived, produced, "the archive holds exactly the actions on the topic");
+        archive.close().await;
+    });
+}
