@@ -206,16 +206,20 @@ impl Config {
             apply_env(&mut merged, &variable, &value)?;
         }
         let origin = path.map_or_else(
-            || "the embedded defaults".to_owned(),
-            |p| p.display().to_string(),
+            || "the embedded defaults and environment".to_owned(),
+            |p| format!("{} (with defaults and environment)", p.display()),
         );
+        // Deserialising from text (not from the value) keeps spans, so the
+        // error shows the offending line and key.
+        let merged_text = toml::to_string(&merged).map_err(|error| ConfigError::Parse {
+            origin: origin.clone(),
+            message: error.to_string(),
+        })?;
         let config: Config =
-            toml::Value::Table(merged)
-                .try_into()
-                .map_err(|error: toml::de::Error| ConfigError::Parse {
-                    origin,
-                    message: error.message().to_owned(),
-                })?;
+            toml::from_str(&merged_text).map_err(|error: toml::de::Error| ConfigError::Parse {
+                origin,
+                message: error.to_string(),
+            })?;
         config.validate()?;
         Ok(config)
     }

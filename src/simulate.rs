@@ -237,8 +237,7 @@ pub fn run_demo_through_kafka(
         &default_topics(&config.kafka, 4),
     ))?;
     eprintln!(
-        "topics: {}*, actions on {}",
-        format!("demo-{run_id}."),
+        "topics: demo-{run_id}.*, actions on {}",
         config.kafka.topics.actions
     );
 

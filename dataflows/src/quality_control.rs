@@ -51,6 +51,9 @@ enum Valid {
 }
 
 /// Builds the quality-control dataflow over a stream of ingested records.
+// The `Result`s built for `ok_err` are routed at once, never stored or
+// propagated: boxing the dead letter would only add an allocation.
+#[allow(clippy::result_large_err)]
 pub fn quality_control<'scope>(
     ingested: StreamVec<'scope, Epoch, Ingested>,
     config: &QualityControlConfig,

@@ -218,7 +218,7 @@ fn arrival_order_within_an_epoch_does_not_matter() {
     let (mut items, _) = plant(7);
     let expected = run_dataflow(items.clone(), 2);
     // Reverse the order of arrival inside every epoch.
-    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.sort_by_key(|(epoch, _)| *epoch);
     let mut shuffled = Vec::with_capacity(items.len());
     let mut start = 0;
     while start < items.len() {

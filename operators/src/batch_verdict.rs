@@ -82,7 +82,9 @@ pub enum BatchEvidence {
 
 /// Groups anomalies into reasons, one per `(sensor, rule)`.
 pub fn summarise<'a>(anomalies: impl IntoIterator<Item = &'a Anomaly>) -> Vec<Reason> {
-    let mut grouped: BTreeMap<(&str, AnomalyRule), (Reason, BTreeMap<u16, u64>)> = BTreeMap::new();
+    // Per (sensor, rule): the reason so far and how often each channel contributed.
+    type ChannelCounts = BTreeMap<u16, u64>;
+    let mut grouped: BTreeMap<(&str, AnomalyRule), (Reason, ChannelCounts)> = BTreeMap::new();
     for anomaly in anomalies {
         let (reason, channels) = grouped
             .entry((anomaly.sensor.as_str(), anomaly.rule))

@@ -10,6 +10,26 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Implements `PartialEq`, `Eq` and `PartialOrd` from a type's `Ord`, so
+/// all four agree. Types with `f64` fields order them with
+/// `f64::total_cmp`: the dataflows sort and consolidate these records, which
+/// needs a total order, and validated values are never NaN.
+macro_rules! total_order_from_ord {
+    ($type:ty) => {
+        impl PartialEq for $type {
+            fn eq(&self, other: &Self) -> bool {
+                self.cmp(other) == std::cmp::Ordering::Equal
+            }
+        }
+        impl Eq for $type {}
+        impl PartialOrd for $type {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+    };
+}
+
 /// Milliseconds since the Unix epoch, UTC: the event time of every record.
 pub type EventTimeMs = i64;
 
@@ -75,7 +95,7 @@ impl fmt::Display for SensorKind {
 }
 
 /// One measurement of one sensor: the unit of `scent.readings`.
-#[derive(Debug, Clone, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reading {
     /// Plant identifier.
     pub plant: String,
@@ -104,9 +124,7 @@ impl Reading {
     }
 }
 
-// Readings never hold NaN once validated; the dataflow needs a total order to
-// sort and consolidate, which `f64::total_cmp` provides for every value.
-impl Eq for Reading {}
+total_order_from_ord!(Reading);
 impl Ord for Reading {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (&self.line, &self.sensor, self.ts_ms, self.seq)
@@ -395,7 +413,7 @@ impl fmt::Display for AnomalyRule {
 }
 
 /// One anomalous reading, with the rule, statistic and channels behind it.
-#[derive(Debug, Clone, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Anomaly {
     /// Line of the sensor.
     pub line: String,
@@ -420,7 +438,7 @@ pub struct Anomaly {
     pub channels: Vec<u16>,
 }
 
-impl Eq for Anomaly {}
+total_order_from_ord!(Anomaly);
 impl Ord for Anomaly {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (&self.line, &self.sensor, self.ts_ms, self.seq, self.rule)
@@ -478,7 +496,7 @@ impl Decision {
 
 /// One reason behind a decision: a rule that fired on a sensor, how often
 /// and how strongly.
-#[derive(Debug, Clone, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reason {
     /// The sensor the rule fired on.
     pub sensor: String,
@@ -510,7 +528,7 @@ impl Reason {
     }
 }
 
-impl Eq for Reason {}
+total_order_from_ord!(Reason);
 impl Ord for Reason {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (
