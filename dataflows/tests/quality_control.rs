@@ -36,7 +36,7 @@ impl Rng {
     }
 }
 
-const BASE_MS: i64 = 1_795_946_400_000;
+const BASE_MS: i64 = 1_795_514_400_000;
 
 /// Two lines, one 8-channel e-nose and one thermometer each, one reading
 /// per second for 40 minutes, 5-minute batches with 30 s changeovers, and

@@ -170,7 +170,7 @@ mod tests {
             decision: Some(Decision::Release),
             reasons: vec![],
             evidence: Evidence::default(),
-            ts_ms: 1_795_946_400_000,
+            ts_ms: 1_795_514_400_000,
         };
         let bytes = encode_action(&action);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

@@ -251,7 +251,7 @@ pub enum RejectReason {
     UnknownSensorKind,
     /// The timestamp is neither RFC 3339 nor integer epoch milliseconds.
     BadTimestamp,
-    /// The timestamp is implausibly far from the stream's other records.
+    /// The timestamp lies outside the accepted range (2000 to 2100 by default).
     TimestampOutOfRange,
     /// The payload exceeds the configured size limit.
     Oversized,
@@ -261,7 +261,8 @@ pub enum RejectReason {
     OutOfRange,
     /// The number of values does not fit the sensor kind.
     ChannelCount,
-    /// An identifier (line, sensor, batch) is empty or too long.
+    /// An identifier (plant, line, sensor, batch, product) is empty, too
+    /// long, holds control characters, or holds `/` where keys are built.
     BadIdentifier,
     /// The record arrived after its event time was sealed.
     Late,
@@ -388,6 +389,7 @@ pub struct DeadLetter {
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyRule {
     /// A value far from its rolling mean, in rolling standard deviations.
+    #[serde(rename = "zscore")]
     ZScore,
     /// A channel whose value has not changed over the whole window.
     FlatLine,

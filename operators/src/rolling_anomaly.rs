@@ -8,8 +8,8 @@
 //! * **z-score** when, once the window holds at least `warmup` values,
 //!   some channel has `|x - μ| / max(σ, σ_min) > z_limit`, with
 //!   `μ = S1/n`, `σ² = (S2 - S1²/n)/(n - 1)` and the floor
-//!   `σ_min = min_sigma_relative · |μ|` guarding against windows with
-//!   no spread. Outlying readings do not enter the window, so a persistent
+//!   `σ_min = max(min_sigma_relative · |μ|, min_sigma_absolute)` guarding
+//!   against windows with no spread (the statistic is always finite). Outlying readings do not enter the window, so a persistent
 //!   excursion (a contamination) stays visible; after
 //!   `max_consecutive_outliers` outliers in a row the window is cleared
 //!   and relearned, accepting a genuine level shift;
@@ -46,6 +46,8 @@ pub struct RollingAnomalyConfig {
     pub z_limit: f64,
     /// Floor of σ relative to |μ|.
     pub min_sigma_relative: f64,
+    /// Absolute floor of σ, for channels whose mean is near zero.
+    pub min_sigma_absolute: f64,
     /// Consecutive identical values that make a flat line.
     pub flat_line_readings: usize,
     /// Longest accepted silence between two readings of a sensor.
@@ -61,6 +63,7 @@ impl Default for RollingAnomalyConfig {
             warmup: 30,
             z_limit: 6.0,
             min_sigma_relative: 1e-4,
+            min_sigma_absolute: 1e-9,
             flat_line_readings: 15,
             gap_limit_ms: 10_000,
             max_consecutive_outliers: 600,
@@ -82,6 +85,9 @@ impl RollingAnomalyConfig {
         }
         if !(self.min_sigma_relative.is_finite() && self.min_sigma_relative >= 0.0) {
             return Err("min_sigma_relative must be a non-negative number".into());
+        }
+        if !(self.min_sigma_absolute.is_finite() && self.min_sigma_absolute > 0.0) {
+            return Err("min_sigma_absolute must be a positive number".into());
         }
         if self.flat_line_readings < 2 {
             return Err("flat_line_readings must be at least 2".into());
@@ -134,15 +140,17 @@ impl ChannelWindow {
         }
     }
 
-    fn z(&self, value: f64, min_sigma_relative: f64) -> f64 {
+    /// The z-score of `value`, finite for any finite input: σ is floored
+    /// and the quotient clamped, so the statistic always serialises.
+    fn z(&self, value: f64, config: &RollingAnomalyConfig) -> f64 {
         let n = self.values.len() as f64;
         let mean = self.sum / n;
         let variance = ((self.sum_squares - self.sum * self.sum / n) / (n - 1.0)).max(0.0);
         let sigma = variance
             .sqrt()
-            .max(min_sigma_relative * mean.abs())
-            .max(f64::MIN_POSITIVE);
-        (value - mean) / sigma
+            .max(config.min_sigma_relative * mean.abs())
+            .max(config.min_sigma_absolute);
+        ((value - mean) / sigma).clamp(-f64::MAX, f64::MAX)
     }
 }
 
@@ -227,12 +235,7 @@ impl SensorMonitor {
                 .iter()
                 .zip(&reading.values)
                 .enumerate()
-                .map(|(channel, (window, &value))| {
-                    (
-                        window.z(value, config.min_sigma_relative).abs(),
-                        channel as u16,
-                    )
-                })
+                .map(|(channel, (window, &value))| (window.z(value, config).abs(), channel as u16))
                 .filter(|(z, _)| *z > config.z_limit)
                 .collect();
             if !outliers.is_empty() {
@@ -479,6 +482,28 @@ mod tests {
             .collect();
         assert_eq!(gaps.len(), 1);
         assert_eq!(gaps[0].statistic, 31.0);
+    }
+
+    #[test]
+    fn statistics_stay_finite_on_windows_without_spread() {
+        // A channel that sat at exactly zero, then moves: σ is floored, the
+        // z-score is huge but finite, so the action still serialises.
+        let mut readings: Vec<_> = (0..40)
+            .map(|seq| reading(seq, vec![0.0, 1.0 + 0.01 * noise(seq, 1)]))
+            .collect();
+        readings[39].values[0] = 1.0e6;
+        let mut monitor = SensorMonitor::default();
+        let config = RollingAnomalyConfig {
+            flat_line_readings: 1_000,
+            ..RollingAnomalyConfig::default()
+        };
+        let mut anomalies = Vec::new();
+        for reading in &readings {
+            monitor.observe(reading, &config, &mut anomalies);
+        }
+        assert_eq!(anomalies.len(), 1);
+        assert!(anomalies[0].statistic.is_finite());
+        assert!(anomalies[0].statistic > 1.0e14);
     }
 
     #[test]

@@ -15,10 +15,13 @@
 //! * the event time lies inside [`ValidationRules::ts_range_ms`], which
 //!   rejects the epoch-zero and year-3000 timestamps of misconfigured clocks.
 //!
+//! Batch lifecycle events get the identifier and time checks
+//! ([`validate_batch_event`]).
+//!
 //! Stateful checks (duplicate sequence numbers, lateness) live with the state
 //! they need. Cost: O(channels) per record, no allocation on success.
 
-use crate::model::{EventTimeMs, Reading, RejectReason, Rejection, SensorKind, Stage};
+use crate::model::{BatchEvent, EventTimeMs, Reading, RejectReason, Rejection, SensorKind, Stage};
 use serde::{Deserialize, Serialize};
 use std::ops::RangeInclusive;
 
@@ -166,6 +169,29 @@ fn check_identifier(
     }
 }
 
+/// Validates one decoded batch lifecycle event against `rules`: its
+/// identifiers must be able to match readings, its time must be plausible.
+pub fn validate_batch_event(event: &BatchEvent, rules: &ValidationRules) -> Result<(), Rejection> {
+    check_identifier("batch", &event.batch, rules, false)?;
+    check_identifier("line", &event.line, rules, true)?;
+    check_identifier("product", &event.product, rules, false)?;
+    check_time(event.ts_ms, rules)
+}
+
+fn check_time(ts_ms: EventTimeMs, rules: &ValidationRules) -> Result<(), Rejection> {
+    if rules.ts_range_ms.contains(&ts_ms) {
+        return Ok(());
+    }
+    Err(reject(
+        RejectReason::TimestampOutOfRange,
+        format!(
+            "`ts` {ts_ms} lies outside the accepted range {}..={}",
+            rules.ts_range_ms.start(),
+            rules.ts_range_ms.end()
+        ),
+    ))
+}
+
 /// Validates one decoded reading against `rules`.
 pub fn validate_reading(reading: &Reading, rules: &ValidationRules) -> Result<(), Rejection> {
     check_identifier("plant", &reading.plant, rules, false)?;
@@ -177,17 +203,7 @@ pub fn validate_reading(reading: &Reading, rules: &ValidationRules) -> Result<()
     if let Some(product) = &reading.product {
         check_identifier("product", product, rules, false)?;
     }
-    if !rules.ts_range_ms.contains(&reading.ts_ms) {
-        return Err(reject(
-            RejectReason::TimestampOutOfRange,
-            format!(
-                "`ts` {} lies outside the accepted range {}..={}",
-                reading.ts_ms,
-                rules.ts_range_ms.start(),
-                rules.ts_range_ms.end()
-            ),
-        ));
-    }
+    check_time(reading.ts_ms, rules)?;
     let channels = reading.values.len();
     let channels_ok = if reading.kind.is_scalar() {
         channels == 1
@@ -243,7 +259,7 @@ mod tests {
             line: "L1".into(),
             sensor: "rh-1".into(),
             kind: SensorKind::Humidity,
-            ts_ms: 1_795_946_400_000,
+            ts_ms: 1_795_514_400_000,
             seq: 1,
             batch: None,
             product: None,
@@ -288,6 +304,32 @@ mod tests {
         let mut empty = humidity(45.0);
         empty.line = String::new();
         assert_eq!(reason(&empty), Some(RejectReason::BadIdentifier));
+    }
+
+    #[test]
+    fn batch_events_need_matchable_identifiers_and_a_plausible_time() {
+        let rules = ValidationRules::default();
+        let event = BatchEvent {
+            batch: "B-1".into(),
+            line: "L1".into(),
+            product: "espresso".into(),
+            event: crate::model::BatchPhase::End,
+            ts_ms: 1_795_514_400_000,
+        };
+        assert_eq!(validate_batch_event(&event, &rules), Ok(()));
+        let reason = |event: &BatchEvent| validate_batch_event(event, &rules).unwrap_err().reason;
+        let slash = BatchEvent {
+            line: "L/1".into(),
+            ..event.clone()
+        };
+        assert_eq!(reason(&slash), RejectReason::BadIdentifier);
+        let empty = BatchEvent {
+            batch: String::new(),
+            ..event.clone()
+        };
+        assert_eq!(reason(&empty), RejectReason::BadIdentifier);
+        let ancient = BatchEvent { ts_ms: 5, ..event };
+        assert_eq!(reason(&ancient), RejectReason::TimestampOutOfRange);
     }
 
     #[test]

@@ -278,7 +278,7 @@ mod tests {
             line: "L1".into(),
             sensor: "enose-1".into(),
             kind: SensorKind::Enose,
-            ts_ms: 1_795_946_400_125,
+            ts_ms: 1_795_514_400_125,
             seq: 1042,
             batch: Some("B-1124-01".into()),
             product: Some("espresso".into()),
@@ -358,7 +358,7 @@ mod tests {
             line: "L1".into(),
             product: "espresso".into(),
             event: BatchPhase::End,
-            ts_ms: 1_795_946_400_000,
+            ts_ms: 1_795_514_400_000,
         };
         let bytes = encode_batch_event(&event);
         assert_eq!(

@@ -11,7 +11,7 @@ use scent_operators::model::SensorKind;
 use serde::{Deserialize, Serialize};
 
 /// 2026-11-24T10:00:00Z, the default start of plant time.
-pub const DEFAULT_START_TS_MS: i64 = 1_795_946_400_000;
+pub const DEFAULT_START_TS_MS: i64 = 1_795_514_400_000;
 
 /// Earliest accepted start: 2000-01-01T00:00:00Z (the validator's range).
 const MIN_TS_MS: i64 = 946_684_800_000;

@@ -147,7 +147,7 @@ mod tests {
             line: "L1".into(),
             sensor: format!("{kind}-1"),
             kind,
-            ts_ms: 1_795_946_400_125,
+            ts_ms: 1_795_514_400_125,
             seq: 42,
             batch: Some("B-L1-0001".into()),
             product: Some("café".into()),
