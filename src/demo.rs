@@ -133,7 +133,7 @@ pub fn plant(options: &DemoOptions) -> Result<Plant, BoxError> {
 
 /// The engine configuration of the demo (defaults, demo worker count).
 pub fn engine_config(options: &DemoOptions) -> Result<Config, BoxError> {
-    let mut config = Config::load_with_env(None, std::iter::empty())?;
+    let mut config = Config::load(None)?;
     config.engine.workers = options.workers;
     Ok(config)
 }

@@ -5,6 +5,11 @@ use clap::{Args, Parser, Subcommand};
 use scent::config::Config;
 use std::path::PathBuf;
 
+// Records are many small allocations (strings, payload buffers) freed on
+// other threads; mimalloc handles that pattern markedly better than glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "scent",
