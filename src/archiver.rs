@@ -12,7 +12,11 @@
 //! not are on the dead-letter topic, which is archived too. When
 //! PostgreSQL is unavailable the archiver keeps its pending batch, stops
 //! reading and retries with backoff: the engine is unaffected, the archive
-//! lags, and the lag lives in Kafka until the database is back.
+//! lags, and the lag lives in Kafka until the database is back. A record
+//! the database refuses outright (a data error no retry can fix) is found
+//! by committing the batch in halves; a refused reading is archived as a
+//! dead letter with reason `unarchivable`, so one bad record never stops
+//! the archive.
 
 use crate::archive::{Archive, ArchiveBatch, ArchivedDeadLetter, ConsumerOffset};
 use crate::config::{ArchiveConfig, IngestConfig};
@@ -66,6 +70,9 @@ pub struct ArchiveMetrics {
     pub commits: Counter,
     /// Failed commit attempts (each is retried).
     pub failures: Counter,
+    /// Records the database refused; readings among them are archived as
+    /// dead letters instead.
+    pub unarchivable: Counter,
     /// Duration of one commit.
     pub commit_duration: Histogram,
 }
@@ -78,6 +85,7 @@ impl ArchiveMetrics {
             skipped: Counter::default(),
             commits: Counter::default(),
             failures: Counter::default(),
+            unarchivable: Counter::default(),
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         };
         let archive = registry.sub_registry_with_prefix("archive");
@@ -264,9 +272,103 @@ async fn commit_with_retry(
                 // Shutting down: the uncommitted batch is read again on restart.
                 return Ok(());
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => {
+                tracing::error!(%error, "archive refused a batch, isolating the records it refuses");
+                let refused = isolate_refused(archive, &batch.batch, metrics).await?;
+                batch.batch = ArchiveBatch {
+                    dead_letters: refused,
+                    offsets: std::mem::take(&mut batch.batch.offsets),
+                    ..ArchiveBatch::default()
+                };
+                // The rest is committed; commit the substitutes and the offsets.
+                backoff = Duration::from_millis(200);
+            }
         }
     }
+}
+
+/// Commits `batch` without its offsets in ever smaller parts until every
+/// record the database refuses (a data error, which no retry can fix) is
+/// alone. Refused readings come back as dead letters (stage `process`,
+/// reason `unarchivable`) to be archived in their place; a refused action
+/// or dead letter is scent's own output, so it is logged as the internal
+/// error it is and counted. Parts are committed separately; a crash in
+/// between is harmless, because every archive table has a natural key.
+pub async fn isolate_refused(
+    archive: &Archive,
+    batch: &ArchiveBatch,
+    metrics: &ArchiveMetrics,
+) -> Result<Vec<ArchivedDeadLetter>, ArchiverError> {
+    let mut refused = Vec::new();
+    let mut parts = vec![ArchiveBatch {
+        offsets: Vec::new(),
+        ..batch.clone()
+    }];
+    while let Some(part) = parts.pop() {
+        let size = part.readings.len() + part.actions.len() + part.dead_letters.len();
+        if size == 0 {
+            continue;
+        }
+        let error = match archive.commit(&part).await {
+            Ok(_) => continue,
+            Err(error) if error.is_retryable() => return Err(error.into()),
+            Err(error) => error,
+        };
+        if size > 1 {
+            parts.extend(split(part));
+            continue;
+        }
+        metrics.unarchivable.inc();
+        if let Some((reading, coord)) = part.readings.into_iter().next() {
+            tracing::error!(%error, %coord, "reading refused by the archive, kept as a dead letter");
+            refused.push(ArchivedDeadLetter {
+                dead_letter: scent_operators::model::DeadLetter {
+                    record: scent_operators::model::RawRecord {
+                        stream: scent_operators::model::InputStream::Readings,
+                        key: Some(reading.key().into_bytes()),
+                        payload: scent_operators::wire::encode_reading(&reading),
+                        source: coord,
+                    },
+                    rejection: scent_operators::model::Rejection::new(
+                        scent_operators::model::Stage::Process,
+                        scent_operators::model::RejectReason::Unarchivable,
+                        error.to_string(),
+                    ),
+                },
+                dlq_coord: None,
+            });
+        } else if let Some((action, coord)) = part.actions.first() {
+            tracing::error!(%error, action_id = %action.action_id, ?coord, "action refused by the archive");
+        } else if let Some(letter) = part.dead_letters.first() {
+            tracing::error!(%error, source = %letter.dead_letter.record.source, "dead letter refused by the archive");
+        }
+    }
+    Ok(refused)
+}
+
+/// Splits a batch's records into two halves (offsets stay behind).
+fn split(part: ArchiveBatch) -> [ArchiveBatch; 2] {
+    fn halve<T>(mut items: Vec<T>) -> (Vec<T>, Vec<T>) {
+        let second = items.split_off(items.len() / 2);
+        (items, second)
+    }
+    let (readings_a, readings_b) = halve(part.readings);
+    let (actions_a, actions_b) = halve(part.actions);
+    let (letters_a, letters_b) = halve(part.dead_letters);
+    [
+        ArchiveBatch {
+            readings: readings_a,
+            actions: actions_a,
+            dead_letters: letters_a,
+            offsets: Vec::new(),
+        },
+        ArchiveBatch {
+            readings: readings_b,
+            actions: actions_b,
+            dead_letters: letters_b,
+            offsets: Vec::new(),
+        },
+    ]
 }
 
 /// Records read since the last commit, and where each partition resumes.

@@ -840,3 +840,44 @@ async fn copy_throughput_of_16_channel_readings() {
     archive.close().await;
     db.drop_database().await;
 }
+
+/// One reading the database refuses (here: no values, which the engine's
+/// validation never lets through) must not stop the archive: the others are
+/// archived and the refused one comes back as an `unarchivable` dead letter.
+#[tokio::test]
+async fn a_refused_record_is_isolated_and_the_rest_archived() {
+    let Some(db) = fresh_db("refused").await else {
+        return;
+    };
+    let archive = db.archive().await;
+    let mut rng = Rng(0x5eed_0007);
+    let mut batch = ArchiveBatch {
+        readings: readings(&mut rng, 100, 0),
+        ..ArchiveBatch::default()
+    };
+    batch.readings[37].0.values.clear();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = scent::archiver::ArchiveMetrics::register(&mut registry);
+    let refused = scent::archiver::isolate_refused(&archive, &batch, &metrics)
+        .await
+        .unwrap();
+    assert_eq!(archive.count_readings().await.unwrap(), 99);
+    assert_eq!(refused.len(), 1);
+    let letter = &refused[0].dead_letter;
+    assert_eq!(letter.record.source, batch.readings[37].1);
+    assert_eq!(
+        letter.rejection.reason,
+        scent_operators::model::RejectReason::Unarchivable
+    );
+    assert_eq!(metrics.unarchivable.get(), 1);
+    archive
+        .commit(&ArchiveBatch {
+            dead_letters: refused,
+            ..ArchiveBatch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(archive.dead_letters().await.unwrap().len(), 1);
+    archive.close().await;
+    db.drop_database().await;
+}

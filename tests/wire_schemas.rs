@@ -193,7 +193,7 @@ fn sample_readings() -> Vec<Reading> {
     samples.push(earliest);
     let mut latest = reading(SensorKind::Temperature, vec![21.5]);
     latest.ts_ms = *rules.ts_range_ms.end();
-    latest.seq = u64::MAX;
+    latest.seq = i64::MAX as u64;
     samples.push(latest);
     let mut long_names = reading(SensorKind::Ph, vec![6.8]);
     long_names.plant = "p".repeat(rules.max_identifier_len);

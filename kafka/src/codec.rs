@@ -127,6 +127,7 @@ pub fn decode_dead_letter(
         "validate" => Stage::Validate,
         "late" => Stage::Late,
         "duplicate" => Stage::Duplicate,
+        "process" => Stage::Process,
         other => return Err(malformed(format!("unknown stage {other:?}"))),
     };
     let code = header("reason.code")?;

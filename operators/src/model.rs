@@ -221,6 +221,9 @@ pub enum Stage {
     Late,
     /// A sequence number seen before for the same sensor.
     Duplicate,
+    /// A record that passed ingest but could not be processed or stored
+    /// downstream (for example refused by the archive database).
+    Process,
 }
 
 impl Stage {
@@ -231,6 +234,7 @@ impl Stage {
             Stage::Validate => "validate",
             Stage::Late => "late",
             Stage::Duplicate => "duplicate",
+            Stage::Process => "process",
         }
     }
 }
@@ -268,11 +272,13 @@ pub enum RejectReason {
     Late,
     /// The sensor's sequence number was already seen.
     DuplicateSequence,
+    /// The archive database refused a record that passed ingest.
+    Unarchivable,
 }
 
 impl RejectReason {
     /// Every reason, for metric pre-registration and documentation.
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::InvalidUtf8,
         RejectReason::InvalidJson,
         RejectReason::MissingField,
@@ -287,6 +293,7 @@ impl RejectReason {
         RejectReason::BadIdentifier,
         RejectReason::Late,
         RejectReason::DuplicateSequence,
+        RejectReason::Unarchivable,
     ];
 
     /// The stable code used in DLQ headers and metric labels.
@@ -306,6 +313,7 @@ impl RejectReason {
             RejectReason::BadIdentifier => "bad_identifier",
             RejectReason::Late => "late",
             RejectReason::DuplicateSequence => "duplicate_sequence",
+            RejectReason::Unarchivable => "unarchivable",
         }
     }
 
@@ -331,6 +339,7 @@ impl RejectReason {
             | RejectReason::BadIdentifier => Stage::Validate,
             RejectReason::Late => Stage::Late,
             RejectReason::DuplicateSequence => Stage::Duplicate,
+            RejectReason::Unarchivable => Stage::Process,
         }
     }
 }

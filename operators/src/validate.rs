@@ -204,6 +204,13 @@ pub fn validate_reading(reading: &Reading, rules: &ValidationRules) -> Result<()
         check_identifier("product", product, rules, false)?;
     }
     check_time(reading.ts_ms, rules)?;
+    // Sequence numbers are stored as signed 64-bit integers downstream.
+    if reading.seq > i64::MAX as u64 {
+        return Err(reject(
+            RejectReason::OutOfRange,
+            format!("`seq` {} exceeds 2^63 - 1", reading.seq),
+        ));
+    }
     let channels = reading.values.len();
     let channels_ok = if reading.kind.is_scalar() {
         channels == 1
@@ -298,6 +305,9 @@ mod tests {
         let mut epoch_zero = humidity(45.0);
         epoch_zero.ts_ms = 0;
         assert_eq!(reason(&epoch_zero), Some(RejectReason::TimestampOutOfRange));
+        let mut huge_seq = humidity(45.0);
+        huge_seq.seq = u64::MAX;
+        assert_eq!(reason(&huge_seq), Some(RejectReason::OutOfRange));
         let mut slash = humidity(45.0);
         slash.sensor = "rh/1".into();
         assert_eq!(reason(&slash), Some(RejectReason::BadIdentifier));
