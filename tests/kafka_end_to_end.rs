@@ -143,6 +143,53 @@ fn read_dead_letters(settings: &KafkaSettings, expected: usize) -> Vec<DeadLette
     letters
 }
 
+/// A loopback address with a port that was free a moment ago.
+fn free_local_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// A plain HTTP/1.1 GET, returning status and body; retries while the
+/// server starts.
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match std::net::TcpStream::connect(address) {
+            Ok(mut stream) => {
+                write!(
+                    stream,
+                    "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+                let mut response = String::new();
+                stream.read_to_string(&mut response).unwrap();
+                let status = response
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let body = response
+                    .split_once("\r\n\r\n")
+                    .map(|(_, b)| b.to_owned())
+                    .unwrap_or_default();
+                return (status, body);
+            }
+            Err(error) if Instant::now() >= deadline => panic!("{address}: {error}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// The sum of every sample whose series starts with `prefix`.
+fn metric_sum(exposition: &str, prefix: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| line.starts_with(prefix) && !line.starts_with('#'))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn check_decisions(actions: &[Action], truth: &GroundTruth) {
     let mut by_batch: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
     for action in actions {
@@ -224,8 +271,9 @@ fn readings_through_kafka_to_actions_dead_letters_and_archive() {
     );
 
     let topics = &settings.topics;
+    let listen = free_local_address();
     let engine = Command::new(env!("CARGO_BIN_EXE_scent"))
-        .args(["run", "--workers", "2", "--listen", ""])
+        .args(["run", "--workers", "2", "--listen", &listen])
         .args([
             "--kafka",
             &services.brokers,
@@ -262,6 +310,36 @@ fn readings_through_kafka_to_actions_dead_letters_and_archive() {
         })
         .collect();
     check_decisions(&actions, &truth);
+
+    // The engine's own account: /health and /metrics agree with the input.
+    let (status, health) = http_get(&listen, "/health");
+    assert_eq!(status, 200, "{health}");
+    assert!(health.contains("\"ok\""), "{health}");
+    let (status, metrics) = http_get(&listen, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric_sum(&metrics, "scent_ingest_readings_total"),
+        stats.readings as f64
+    );
+    assert_eq!(
+        metric_sum(&metrics, "scent_dataflow_actions_total"),
+        actions.len() as f64
+    );
+    for reason in &malformed_kinds {
+        let expected = truth
+            .malformed
+            .iter()
+            .filter(|m| m.expected_reason == *reason)
+            .count();
+        let series = format!(
+            "scent_ingest_rejected_total{{stage=\"{}\",reason=\"{}\"}}",
+            reason.stage().as_str(),
+            reason.code()
+        );
+        assert_eq!(metric_sum(&metrics, &series), expected as f64, "{series}");
+    }
+    assert!(metrics.contains("scent_dataflow_stage_latency_seconds_bucket"));
+    assert!(metrics.contains("scent_ingest_consumer_lag{"));
 
     // Dead letters: every malformed record, with its reason, original bytes
     // and source coordinates.
