@@ -287,8 +287,11 @@ fn dataflow(c: &mut Criterion) {
         let counts = run(plant.shares.clone(), workers);
         check(&counts);
         eprintln!(
-            "{workers} worker(s): {counts:?}, {} batch ends",
-            plant.batch_ends
+            "{workers} worker(s): {READINGS} readings, {} batch ends -> {} anomalies, {} released, {} held",
+            plant.batch_ends,
+            counts.anomalies.load(Ordering::Relaxed),
+            counts.released.load(Ordering::Relaxed),
+            counts.held.load(Ordering::Relaxed),
         );
         group.bench_function(BenchmarkId::new("workers", workers), |b| {
             b.iter_custom(|iterations| {

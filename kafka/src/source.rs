@@ -111,7 +111,13 @@ impl ClientContext for SourceContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         // End-of-partition events are how caught-up partitions are found,
         // not failures.
-        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+        use rdkafka::error::KafkaError as ClientError;
+        use rdkafka::types::RDKafkaErrorCode;
+        let end_of_partition = matches!(
+            error,
+            ClientError::PartitionEOF(_) | ClientError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end_of_partition {
             tracing::error!(%error, reason, "kafka consumer error");
         }
     }
