@@ -19,6 +19,10 @@ use scent_operators::model::{
 use scent_operators::rolling_anomaly::RollingAnomalyConfig;
 use std::hint::black_box;
 
+// The allocator of the `scent` binary, so the figures are the engine's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// 2026-11-24T08:00:00Z, the start of the batch.
 const BASE_MS: i64 = 1_795_514_400_000;
 const BATCH_MS: i64 = 570_000;

@@ -20,6 +20,10 @@ use scent_operators::model::{InputStream, RawRecord, Reading, SensorKind, Source
 use scent_operators::validate::ValidationRules;
 use scent_operators::wire::{encode_reading, DecodeLimits};
 
+// The allocator of the `scent` binary, so the figures are the engine's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// 2026-11-24T08:00:00Z, a production morning.
 const BASE_MS: i64 = 1_795_514_400_000;
 const PARTITION: PartitionId = (0, 0);

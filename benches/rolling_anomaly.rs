@@ -25,6 +25,10 @@ use scent_operators::rolling_anomaly::{
 };
 use std::hint::black_box;
 
+// The allocator of the `scent` binary, so the figures are the engine's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// 2026-11-24T08:00:00Z, a production morning.
 const BASE_MS: i64 = 1_795_514_400_000;
 

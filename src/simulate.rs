@@ -241,19 +241,28 @@ pub fn run_demo_through_kafka(
         config.kafka.topics.actions
     );
 
+    // Paced, the plant is produced while the engine runs, as in a plant.
+    // Unpaced (`--speed 0`), it is produced first, so the run measures the
+    // engine's end-to-end throughput through the broker alone.
     let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
+    let producer = if options.speed > 0.0 {
         let plant = Arc::clone(&plant);
         let settings = config.kafka.clone();
-        let rate = if options.speed > 0.0 {
-            options.speed * plant.readings_per_second()
-        } else {
-            0.0
-        };
+        let rate = options.speed * plant.readings_per_second();
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
+        Some(std::thread::spawn(move || {
             produce(&plant, &settings, rate, &stop).map_err(|e| e.to_string())
-        })
+        }))
+    } else {
+        let started = Instant::now();
+        let stats = produce(&plant, &config.kafka, 0.0, &stop)?;
+        eprintln!(
+            "produced {} records in {:.1} s ({:.0} records/s); now consuming",
+            stats.total(),
+            started.elapsed().as_secs_f64(),
+            stats.total() as f64 / started.elapsed().as_secs_f64().max(1e-9)
+        );
+        None
     };
 
     let mut registry = Registry::with_prefix("scent");
@@ -293,11 +302,12 @@ pub fn run_demo_through_kafka(
     );
     progress.stop();
     stop.store(true, Ordering::Relaxed);
-    let produced = producer
-        .join()
-        .map_err(|_| "the producer thread panicked")?;
+    if let Some(producer) = producer {
+        producer
+            .join()
+            .map_err(|_| "the producer thread panicked")??;
+    }
     result?;
-    produced?;
     Ok(DemoReport {
         output: collected.take_sorted(),
         truth,

@@ -44,8 +44,14 @@ fn partitions_are_read_in_order_and_reported_caught_up() {
         .block_on(create_topics(
             &settings,
             &[
-                TopicSpec { name: settings.topics.readings.clone(), partitions: 3 },
-                TopicSpec { name: settings.topics.batches.clone(), partitions: 1 },
+                TopicSpec {
+                    name: settings.topics.readings.clone(),
+                    partitions: 3,
+                },
+                TopicSpec {
+                    name: settings.topics.batches.clone(),
+                    partitions: 1,
+                },
             ],
         ))
         .unwrap();
@@ -70,8 +76,9 @@ fn partitions_are_read_in_order_and_reported_caught_up() {
     ];
     // Two workers: worker 0 owns readings 0 and 2, worker 1 readings 1 and
     // the (empty) batches partition.
-    let mut sources: Vec<KafkaSource> =
-        (0..2).map(|w| KafkaSource::new(&settings, &inputs, w, 2).unwrap()).collect();
+    let mut sources: Vec<KafkaSource> = (0..2)
+        .map(|w| KafkaSource::new(&settings, &inputs, w, 2).unwrap())
+        .collect();
     assert_eq!(sources[0].partitions().len(), 2);
     assert_eq!(sources[1].partitions().len(), 2);
 
@@ -79,7 +86,9 @@ fn partitions_are_read_in_order_and_reported_caught_up() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         for source in &mut sources {
-            source.poll_into(1_000, Duration::from_millis(50), &mut records).unwrap();
+            source
+                .poll_into(1_000, Duration::from_millis(50), &mut records)
+                .unwrap();
         }
         let all_caught_up = sources
             .iter()
@@ -91,7 +100,10 @@ fn partitions_are_read_in_order_and_reported_caught_up() {
             Instant::now() < deadline,
             "read {} of 30 records; caught up: {:?}",
             records.len(),
-            sources.iter().map(|s| s.caught_up().clone()).collect::<Vec<_>>()
+            sources
+                .iter()
+                .map(|s| s.caught_up().clone())
+                .collect::<Vec<_>>()
         );
     }
     // Offsets are dense and increasing within each partition.
@@ -118,10 +130,18 @@ fn partitions_are_read_in_order_and_reported_caught_up() {
     while more.is_empty() {
         assert!(Instant::now() < deadline + Duration::from_secs(30));
         for source in &mut sources {
-            source.poll_into(1_000, Duration::from_millis(50), &mut more).unwrap();
+            source
+                .poll_into(1_000, Duration::from_millis(50), &mut more)
+                .unwrap();
         }
     }
     let (id, _) = more[0];
-    let owner = sources.iter().find(|s| s.caught_up().contains_key(&id)).unwrap();
-    assert!(!owner.caught_up()[&id], "a partition that just delivered is not caught up");
+    let owner = sources
+        .iter()
+        .find(|s| s.caught_up().contains_key(&id))
+        .unwrap();
+    assert!(
+        !owner.caught_up()[&id],
+        "a partition that just delivered is not caught up"
+    );
 }
