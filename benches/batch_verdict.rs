@@ -11,6 +11,8 @@
 //! the worst case the reduce must absorb. Evidence is in the order the
 //! reduce presents it (sorted). Time is per decision.
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use scent_operators::batch_verdict::{decide, BatchEvidence, VerdictPolicy};
 use scent_operators::model::{
@@ -18,32 +20,12 @@ use scent_operators::model::{
 };
 use scent_operators::rolling_anomaly::RollingAnomalyConfig;
 use std::hint::black_box;
+use support::{Rng, BASE_MS};
 
-// The allocator of the `scent` binary, so the figures are the engine's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// 2026-11-24T08:00:00Z, the start of the batch.
-const BASE_MS: i64 = 1_795_514_400_000;
+/// The batch starts at `BASE_MS` and lasts this long.
 const BATCH_MS: i64 = 570_000;
 const LINE: &str = "L1";
 const BATCH: &str = "B-20261124-L1-03";
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
 
 fn lifecycle(event: BatchPhase, ts_ms: EventTimeMs) -> BatchEvidence {
     BatchEvidence::Lifecycle(BatchEvent {

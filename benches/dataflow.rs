@@ -24,6 +24,8 @@
 //! on other workers than the one that allocated them, and with glibc's
 //! allocator two workers come out slower than one.
 
+mod support;
+
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
@@ -32,22 +34,17 @@ use scent_operators::epoch_sink::EpochSink;
 use scent_operators::event_clock::{Epoch, EventClockConfig};
 use scent_operators::ingest::Ingested;
 use scent_operators::model::{
-    BatchEvent, BatchPhase, Decision, EventTimeMs, Reading, SensorKind, SourceCoord,
+    BatchEvent, BatchPhase, Decision, EventTimeMs, SensorKind, SourceCoord,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{reading, values, Rng, BASE_MS};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::UnorderedInput;
 use timely::dataflow::operators::Inspect;
 
-// The allocator of the `scent` binary, so the figures are the engine's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// 2026-11-24T08:00:00Z, a production morning.
-const BASE_MS: i64 = 1_795_514_400_000;
 const READINGS: usize = 100_000;
 /// Records a worker polls before it steps the dataflow (the runtime's
 /// `engine.poll_batch` default).
@@ -65,42 +62,6 @@ const SENSORS: [(&str, SensorKind); 7] = [
 /// A batch cycle: production, then changeover.
 const CYCLE_S: i64 = 600;
 const PRODUCTION_S: i64 = 570;
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Roughly normal noise: the sum of four uniforms, centred (σ ≈ 0.58).
-    fn noise(&mut self) -> f64 {
-        (0..4)
-            .map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64)
-            .sum::<f64>()
-            - 2.0
-    }
-}
-
-/// Plausible values of a sensor: e-nose resistance ratios R/R0 between 0.6
-/// and 2.4, process values near their set points, all with noise.
-fn values(rng: &mut Rng, kind: SensorKind) -> Vec<f64> {
-    let scalar = |rng: &mut Rng, set_point: f64, noise: f64| vec![set_point + noise * rng.noise()];
-    match kind {
-        SensorKind::Enose => (0..16)
-            .map(|channel| (0.6 + 0.12 * channel as f64) * (1.0 + 0.004 * rng.noise()))
-            .collect(),
-        SensorKind::Temperature => scalar(rng, 92.5, 0.05),
-        SensorKind::Humidity => scalar(rng, 45.0, 0.3),
-        SensorKind::Pressure => scalar(rng, 101.3, 0.02),
-        SensorKind::Ph => scalar(rng, 5.2, 0.01),
-        SensorKind::Flow => scalar(rng, 120.0, 0.5),
-    }
-}
 
 /// The pre-built input, split among workers.
 struct Plant {
@@ -160,17 +121,11 @@ fn plant(workers: usize) -> Plant {
                 if line == "L3" && sensor == "rh-1" && (3_000..3_060).contains(&second) {
                     values = stuck.get_or_insert(values).clone();
                 }
-                let reading = Reading {
-                    plant: "p1".into(),
-                    line: line.into(),
-                    sensor: sensor.into(),
-                    kind,
-                    ts_ms: BASE_MS + second * 1_000 + 37 + 97 * sensor_index as i64,
-                    seq: second as u64 + 1,
-                    batch: in_batch.then(|| batch_name.clone()),
-                    product: in_batch.then(|| "espresso".to_owned()),
-                    values,
-                };
+                let mut reading = reading(line, sensor, kind, second, values);
+                // The sensors of a line report in turn within the second.
+                reading.ts_ms += 97 * sensor_index as i64;
+                reading.batch = in_batch.then(|| batch_name.clone());
+                reading.product = in_batch.then(|| "espresso".to_owned());
                 let partition = line_index * SENSORS.len() + sensor_index;
                 shares[partition % workers].push(Ingested::Reading {
                     epoch: clock.epoch_of(reading.ts_ms),

@@ -13,42 +13,19 @@
 //! the measurement. When the pool runs out, the ingestor starts afresh,
 //! once per 60,000 records. Throughput is in records.
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use scent_operators::event_clock::{EventClock, EventClockConfig, PartitionId};
 use scent_operators::ingest::{Ingested, Ingestor};
-use scent_operators::model::{InputStream, RawRecord, Reading, SensorKind, SourceCoord};
+use scent_operators::model::{InputStream, RawRecord, SensorKind, SourceCoord};
 use scent_operators::validate::ValidationRules;
 use scent_operators::wire::{encode_reading, DecodeLimits};
+use support::{reading, values, Rng};
 
-// The allocator of the `scent` binary, so the figures are the engine's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// 2026-11-24T08:00:00Z, a production morning.
-const BASE_MS: i64 = 1_795_514_400_000;
 const PARTITION: PartitionId = (0, 0);
 /// Seconds of readings in the pool.
 const SECONDS: i64 = 10_000;
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Roughly normal noise: the sum of four uniforms, centred (σ ≈ 0.58).
-    fn noise(&mut self) -> f64 {
-        (0..4)
-            .map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64)
-            .sum::<f64>()
-            - 2.0
-    }
-}
 
 /// Encoded readings of two 16-channel e-noses on each of three lines, in
 /// time order, with the source coordinates a single partition gives them.
@@ -58,20 +35,12 @@ fn records() -> Vec<RawRecord> {
     for second in 0..SECONDS {
         for line in ["L1", "L2", "L3"] {
             for (index, sensor) in ["enose-1", "enose-2"].into_iter().enumerate() {
-                let reading = Reading {
-                    plant: "p1".into(),
-                    line: line.into(),
-                    sensor: sensor.into(),
-                    kind: SensorKind::Enose,
-                    // Gateways stamp with some jitter within the second.
-                    ts_ms: BASE_MS + second * 1_000 + 37 + 211 * index as i64,
-                    seq: second as u64 + 1,
-                    batch: Some(format!("B-20261124-{line}-{:02}", second / 600 + 1)),
-                    product: Some("espresso".into()),
-                    values: (0..16)
-                        .map(|channel| (0.6 + 0.12 * channel as f64) * (1.0 + 0.004 * rng.noise()))
-                        .collect(),
-                };
+                let kind = SensorKind::Enose;
+                let mut reading = reading(line, sensor, kind, second, values(&mut rng, kind));
+                // Gateways stamp with some jitter within the second.
+                reading.ts_ms += 211 * index as i64;
+                // Batches last 600 s.
+                reading.batch = Some(format!("B-20261124-{line}-{:02}", second / 600 + 1));
                 let offset = records.len() as i64;
                 records.push(RawRecord {
                     stream: InputStream::Readings,

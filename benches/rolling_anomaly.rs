@@ -18,77 +18,23 @@
 //!
 //! Throughput is in readings.
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use scent_operators::model::{Reading, SensorKind};
 use scent_operators::rolling_anomaly::{
     RollingAnomalyConfig, RollingAnomalyDetector, SensorMonitor,
 };
 use std::hint::black_box;
-
-// The allocator of the `scent` binary, so the figures are the engine's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// 2026-11-24T08:00:00Z, a production morning.
-const BASE_MS: i64 = 1_795_514_400_000;
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Roughly normal noise: the sum of four uniforms, centred (σ ≈ 0.58).
-    /// Bounded by ±2, so z never nears the limit of 6.
-    fn noise(&mut self) -> f64 {
-        (0..4)
-            .map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64)
-            .sum::<f64>()
-            - 2.0
-    }
-}
-
-/// Plausible values of a sensor: e-nose resistance ratios R/R0 between 0.6
-/// and 2.4, process values near their set points, all with noise.
-fn values(rng: &mut Rng, kind: SensorKind) -> Vec<f64> {
-    let scalar = |rng: &mut Rng, set_point: f64, noise: f64| vec![set_point + noise * rng.noise()];
-    match kind {
-        SensorKind::Enose => (0..16)
-            .map(|channel| (0.6 + 0.12 * channel as f64) * (1.0 + 0.004 * rng.noise()))
-            .collect(),
-        SensorKind::Temperature => scalar(rng, 92.5, 0.05),
-        SensorKind::Humidity => scalar(rng, 45.0, 0.3),
-        SensorKind::Pressure => scalar(rng, 101.3, 0.02),
-        SensorKind::Ph => scalar(rng, 5.2, 0.01),
-        SensorKind::Flow => scalar(rng, 120.0, 0.5),
-    }
-}
-
-fn reading(rng: &mut Rng, line: &str, sensor: &str, kind: SensorKind, second: i64) -> Reading {
-    Reading {
-        plant: "p1".into(),
-        line: line.into(),
-        sensor: sensor.into(),
-        kind,
-        ts_ms: BASE_MS + second * 1_000 + 37,
-        seq: second as u64 + 1,
-        batch: Some(format!("B-20261124-{line}-03")),
-        product: Some("espresso".into()),
-        values: values(rng, kind),
-    }
-}
+use support::{reading, values, Rng, BASE_MS};
 
 fn observe(c: &mut Criterion) {
     const POOL: usize = 1_024;
     let config = RollingAnomalyConfig::default();
     let mut rng = Rng(0x5ce7_0003);
+    let kind = SensorKind::Enose;
     let mut pool: Vec<Reading> = (0..POOL as i64)
-        .map(|second| reading(&mut rng, "L1", "enose-1", SensorKind::Enose, second))
+        .map(|second| reading("L1", "enose-1", kind, second, values(&mut rng, kind)))
         .collect();
     let mut monitor = SensorMonitor::default();
     let mut anomalies = Vec::new();
@@ -105,6 +51,7 @@ fn observe(c: &mut Criterion) {
     for _ in 0..(2 * config.window).max(POOL) {
         observe_next(&mut monitor, &mut anomalies);
     }
+    // `Rng::noise` is bounded by ±2, so z never nears the limit of 6.
     assert!(anomalies.is_empty(), "noisy input raises no anomaly");
 
     let mut group = c.benchmark_group("rolling_anomaly/observe");
@@ -131,7 +78,7 @@ fn process(c: &mut Criterion) {
     for second in 0..SECONDS {
         for line in lines {
             for (sensor, kind) in sensors {
-                template.push(reading(&mut rng, line, sensor, kind, second));
+                template.push(reading(line, sensor, kind, second, values(&mut rng, kind)));
             }
         }
     }

@@ -12,68 +12,27 @@
 //! Encoding is the write path of the plant simulator and the in-process demo
 //! source. Throughput is in records.
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use scent_operators::model::{Reading, SensorKind};
 use scent_operators::wire::{decode_reading, encode_reading, DecodeLimits};
 use std::hint::black_box;
-
-// The allocator of the `scent` binary, so the figures are the engine's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// 2026-11-24T08:00:00Z, a production morning.
-const BASE_MS: i64 = 1_795_514_400_000;
+use support::{reading, values, Rng};
 
 /// Distinct readings cycled through, so one cached payload does not flatter
 /// the parser.
 const POOL: usize = 256;
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Roughly normal noise: the sum of four uniforms, centred (σ ≈ 0.58).
-    fn noise(&mut self) -> f64 {
-        (0..4)
-            .map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64)
-            .sum::<f64>()
-            - 2.0
-    }
-}
-
-/// Second `second` of a sensor on line L1 during batch B-20261124-L1-03.
-fn reading(rng: &mut Rng, sensor: &str, kind: SensorKind, second: i64) -> Reading {
-    let values = match kind {
-        // Metal-oxide resistance ratios R/R0, 0.6 to 2.4, 0.4 % noise.
-        SensorKind::Enose => (0..16)
-            .map(|channel| (0.6 + 0.12 * channel as f64) * (1.0 + 0.004 * rng.noise()))
-            .collect(),
-        _ => vec![92.5 + 0.05 * rng.noise()],
-    };
-    Reading {
-        plant: "p1".into(),
-        line: "L1".into(),
-        sensor: sensor.into(),
-        kind,
-        ts_ms: BASE_MS + second * 1_000 + 37,
-        seq: 18_000 + second as u64,
-        batch: Some("B-20261124-L1-03".into()),
-        product: Some("espresso".into()),
-        values,
-    }
-}
-
 fn payloads(sensor: &str, kind: SensorKind) -> (Vec<Reading>, Vec<Vec<u8>>) {
     let mut rng = Rng(0x5ce7_0001);
+    // Seconds of the sensor on line L1 during batch B-20261124-L1-03, with
+    // five-digit sequence numbers from 18,000.
     let readings: Vec<Reading> = (0..POOL as i64)
-        .map(|second| reading(&mut rng, sensor, kind, second))
+        .map(|second| Reading {
+            seq: 18_000 + second as u64,
+            ..reading("L1", sensor, kind, second, values(&mut rng, kind))
+        })
         .collect();
     let encoded = readings.iter().map(encode_reading).collect();
     (readings, encoded)
