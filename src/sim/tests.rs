@@ -505,34 +505,3 @@ fn write_jsonl_writes_the_wire_bytes_and_the_truth() {
             .unwrap();
     assert_eq!(&truth, plant.ground_truth());
 }
-
-/// Generation speed, in release mode:
-/// `cargo test --release -p scent --lib sim::tests::generation_speed -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn generation_speed() {
-    let measure = |label: &str, config: SimConfig| {
-        let plant = Plant::new(SimConfig::for_readings_with(config, 3_000_000)).unwrap();
-        let started = std::time::Instant::now();
-        let line = plant.line_stream(0).count();
-        let line_rate = line as f64 / started.elapsed().as_secs_f64();
-        let started = std::time::Instant::now();
-        let merged = plant.merged_stream().count();
-        let merged_rate = merged as f64 / started.elapsed().as_secs_f64();
-        println!(
-            "{label}: one line {line_rate:.0} records/s, merged {merged_rate:.0} records/s ({merged} records)"
-        );
-    };
-    measure(
-        "default plant (2 e-nose + 5 process per line)",
-        SimConfig::default(),
-    );
-    measure(
-        "e-nose only (7 x 16 channels per line)",
-        SimConfig {
-            enose_per_line: 7,
-            process_sensors: Vec::new(),
-            ..SimConfig::default()
-        },
-    );
-}
