@@ -31,10 +31,7 @@ impl RecordSource for KafkaSource {
     }
 
     fn caught_up(&self) -> Vec<(PartitionId, bool)> {
-        KafkaSource::caught_up(self)
-            .iter()
-            .map(|(p, c)| (*p, *c))
-            .collect()
+        KafkaSource::caught_up(self).into_iter().collect()
     }
 
     fn finished(&self) -> bool {

@@ -100,10 +100,7 @@ fn partitions_are_read_in_order_and_reported_caught_up() {
             Instant::now() < deadline,
             "read {} of 30 records; caught up: {:?}",
             records.len(),
-            sources
-                .iter()
-                .map(|s| s.caught_up().clone())
-                .collect::<Vec<_>>()
+            sources.iter().map(|s| s.caught_up()).collect::<Vec<_>>()
         );
     }
     // Offsets are dense and increasing within each partition.

@@ -141,7 +141,8 @@ pub struct KafkaSource {
     consumer: Option<BaseConsumer<SourceContext>>,
     partitions: Vec<AssignedPartition>,
     streams: BTreeMap<(String, i32), InputStream>,
-    caught_up: BTreeMap<PartitionId, bool>,
+    /// Partitions whose last event was an end-of-partition.
+    at_end: BTreeMap<PartitionId, bool>,
     lag: LagReport,
 }
 
@@ -160,13 +161,13 @@ impl KafkaSource {
             .iter()
             .map(|p| ((p.topic.clone(), p.partition), p.stream))
             .collect();
-        let caught_up = partitions.iter().map(|p| (p.id(), false)).collect();
+        let at_end = partitions.iter().map(|p| (p.id(), false)).collect();
         if partitions.is_empty() {
             return Ok(KafkaSource {
                 consumer: None,
                 partitions,
                 streams,
-                caught_up,
+                at_end,
                 lag,
             });
         }
@@ -198,7 +199,7 @@ impl KafkaSource {
             consumer: Some(consumer),
             partitions,
             streams,
-            caught_up,
+            at_end,
             lag,
         })
     }
@@ -213,9 +214,23 @@ impl KafkaSource {
         self.lag.clone()
     }
 
-    /// Whether each partition has been read up to its end.
-    pub fn caught_up(&self) -> &BTreeMap<PartitionId, bool> {
-        &self.caught_up
+    /// Whether each partition has been read up to its end: its last event
+    /// was an end-of-partition, and the latest statistics (if any) show no
+    /// lag. librdkafka's end-of-partition event names only the partition
+    /// number, so it is marked on every topic of this worker with that
+    /// number; the lag, which names the topic, tells them apart.
+    pub fn caught_up(&self) -> BTreeMap<PartitionId, bool> {
+        let lag = self.lag.snapshot();
+        self.partitions
+            .iter()
+            .map(|assigned| {
+                let at_end = self.at_end.get(&assigned.id()).copied().unwrap_or(false);
+                let no_lag = lag
+                    .get(&(assigned.topic.clone(), assigned.partition))
+                    .is_none_or(|&records| records == 0);
+                (assigned.id(), at_end && no_lag)
+            })
+            .collect()
     }
 
     /// Appends up to `max` records to `out`, waiting at most `wait` for
@@ -243,7 +258,7 @@ impl KafkaSource {
                         continue;
                     };
                     let id = (stream_index(stream), message.partition());
-                    self.caught_up.insert(id, false);
+                    self.at_end.insert(id, false);
                     out.push((
                         id,
                         RawRecord {
@@ -262,10 +277,9 @@ impl KafkaSource {
                 Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
                     for assigned in &self.partitions {
                         if assigned.partition == partition {
-                            // EOF does not name the topic; a partition number
-                            // shared by two topics is marked on both, and the
-                            // next record clears the flag again.
-                            self.caught_up.insert(assigned.id(), true);
+                            // See `caught_up` for partitions of two topics
+                            // that share this number.
+                            self.at_end.insert(assigned.id(), true);
                         }
                     }
                 }
