@@ -9,7 +9,10 @@
 //!
 //! Readings are archived when they decode and pass the per-record
 //! validation (the same kernels as the engine's ingest); records that do
-//! not are on the dead-letter topic, which is archived too. When
+//! not are on the dead-letter topic, which is archived too. Readings the
+//! engine rejected for stateful reasons (`late`, `duplicate_sequence`) are
+//! valid data: they are in `reading` and, with the reason, in
+//! `dead_letter`. When
 //! PostgreSQL is unavailable the archiver keeps its pending batch, stops
 //! reading and retries with backoff: the engine is unaffected, the archive
 //! lags, and the lag lives in Kafka until the database is back. A record
@@ -108,6 +111,11 @@ impl ArchiveMetrics {
             "failures",
             "Archive commit attempts that failed",
             metrics.failures.clone(),
+        );
+        archive.register(
+            "unarchivable",
+            "Records the archive database refused (readings are kept as dead letters)",
+            metrics.unarchivable.clone(),
         );
         archive.register_with_unit(
             "commit_duration",
@@ -274,14 +282,30 @@ async fn commit_with_retry(
             }
             Err(error) => {
                 tracing::error!(%error, "archive refused a batch, isolating the records it refuses");
-                let refused = isolate_refused(archive, &batch.batch, metrics).await?;
-                batch.batch = ArchiveBatch {
-                    dead_letters: refused,
-                    offsets: std::mem::take(&mut batch.batch.offsets),
-                    ..ArchiveBatch::default()
-                };
-                // The rest is committed; commit the substitutes and the offsets.
-                backoff = Duration::from_millis(200);
+                match isolate_refused(archive, &batch.batch, metrics).await {
+                    Ok(refused) => {
+                        // The rest is committed; commit the substitutes and
+                        // the offsets.
+                        batch.batch = ArchiveBatch {
+                            dead_letters: refused,
+                            offsets: std::mem::take(&mut batch.batch.offsets),
+                            ..ArchiveBatch::default()
+                        };
+                        backoff = Duration::from_millis(200);
+                    }
+                    // The database went away while isolating: retry the
+                    // whole batch later (committed parts are idempotent).
+                    Err(error) if error.is_retryable() => {
+                        metrics.failures.inc();
+                        tracing::warn!(%error, "archive unavailable while isolating, retrying");
+                        if shutdown.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
             }
         }
     }
@@ -298,7 +322,7 @@ pub async fn isolate_refused(
     archive: &Archive,
     batch: &ArchiveBatch,
     metrics: &ArchiveMetrics,
-) -> Result<Vec<ArchivedDeadLetter>, ArchiverError> {
+) -> Result<Vec<ArchivedDeadLetter>, crate::archive::ArchiveError> {
     let mut refused = Vec::new();
     let mut parts = vec![ArchiveBatch {
         offsets: Vec::new(),
@@ -311,7 +335,7 @@ pub async fn isolate_refused(
         }
         let error = match archive.commit(&part).await {
             Ok(_) => continue,
-            Err(error) if error.is_retryable() => return Err(error.into()),
+            Err(error) if error.is_retryable() => return Err(error),
             Err(error) => error,
         };
         if size > 1 {

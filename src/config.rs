@@ -210,7 +210,8 @@ impl Config {
             |p| format!("{} (with defaults and environment)", p.display()),
         );
         // Deserialising from text (not from the value) keeps spans, so the
-        // error shows the offending line and key.
+        // error quotes the offending key and value (as a line of the merged
+        // configuration, not of the user's file).
         let merged_text = toml::to_string(&merged).map_err(|error| ConfigError::Parse {
             origin: origin.clone(),
             message: error.to_string(),

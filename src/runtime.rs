@@ -146,7 +146,15 @@ pub fn run(
 ) -> Result<(), EngineError> {
     let timely_config = timely::Config::process(config.workers);
     let guards = timely::execute(timely_config, move |worker| {
-        run_worker(worker, &config, &sources, &sinks, &metrics, &shutdown)
+        let result = run_worker(worker, &config, &sources, &sinks, &metrics, &shutdown);
+        if result.is_err() {
+            // A failed worker stops the whole run: its share of the keys can
+            // no longer be decided. Every worker drops its dataflow, so none
+            // waits for progress from the others.
+            shutdown.store(true, Ordering::Relaxed);
+            drop_dataflows(worker);
+        }
+        result
     })
     .map_err(EngineError::Runtime)?;
     let mut first_error = None;
@@ -211,13 +219,14 @@ fn run_worker(
                     return;
                 }
                 let begun = Instant::now();
+                if let Err(error) = sink.borrow_mut().emit(&output) {
+                    *failed_emit.borrow_mut() = Some(error);
+                    return;
+                }
+                metrics.observe_latency(LatencyStage::sink, begun.elapsed().as_secs_f64());
                 for action in &output.actions {
                     metrics.action(action);
                 }
-                if let Err(error) = sink.borrow_mut().emit(&output) {
-                    *failed_emit.borrow_mut() = Some(error);
-                }
-                metrics.observe_latency(LatencyStage::sink, begun.elapsed().as_secs_f64());
             });
             (input, capability, anomaly_probe, verdict_probe)
         })
@@ -233,9 +242,7 @@ fn run_worker(
 
     loop {
         if shutdown.load(Ordering::Relaxed) {
-            for dataflow in worker.installed_dataflows() {
-                worker.drop_dataflow(dataflow);
-            }
+            drop_dataflows(worker);
             break;
         }
         if let Some(error) = failed_emit.borrow_mut().take() {
@@ -248,6 +255,7 @@ fn run_worker(
                 verdict_probe.less_than(&frontier.saturating_sub(config.max_epochs_in_flight));
             if lagging {
                 metrics.backpressure_pauses.inc();
+                ingestor.clock_mut().hold_idleness(now_ms());
             } else {
                 polled.clear();
                 received = source
@@ -338,6 +346,13 @@ fn run_worker(
     sink.finish().map_err(sink_error)
 }
 
+/// Drops every dataflow of `worker` without completing its open epochs.
+fn drop_dataflows(worker: &mut timely::worker::Worker) {
+    for dataflow in worker.installed_dataflows() {
+        worker.drop_dataflow(dataflow);
+    }
+}
+
 /// Records the latency of every released epoch boundary a stage has passed.
 fn observe_releases(
     releases: &mut VecDeque<(Epoch, Instant)>,
@@ -351,5 +366,86 @@ fn observe_releases(
         }
         metrics.observe_latency(stage, released.elapsed().as_secs_f64());
         releases.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Plant, SimConfig};
+    use crate::sources::PlantSource;
+    use prometheus_client::registry::Registry;
+    use scent_operators::epoch_sink::EpochOutput;
+
+    /// A source that never reports itself finished, like a Kafka topic.
+    struct Endless(PlantSource);
+
+    impl RecordSource for Endless {
+        fn partitions(&self) -> Vec<PartitionId> {
+            self.0.partitions()
+        }
+        fn poll_into(
+            &mut self,
+            max: usize,
+            out: &mut Vec<(PartitionId, RawRecord)>,
+        ) -> Result<usize, BoxError> {
+            self.0.poll_into(max, out)
+        }
+        fn caught_up(&self) -> Vec<(PartitionId, bool)> {
+            self.0.caught_up()
+        }
+        fn finished(&self) -> bool {
+            false
+        }
+    }
+
+    /// A sink whose first write fails.
+    struct Broken;
+
+    impl OutputSink for Broken {
+        fn emit(&mut self, _output: &EpochOutput) -> Result<(), BoxError> {
+            Err("broker unreachable".into())
+        }
+        fn finish(&mut self) -> Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_worker_stops_the_whole_run_with_its_error() {
+        let plant = Arc::new(Plant::new(SimConfig::for_readings(20_000, 5)).unwrap());
+        let sources: SourceFactory = Arc::new(move |worker, peers| {
+            Ok(
+                Box::new(Endless(PlantSource::new(&plant, worker, peers, None)))
+                    as Box<dyn RecordSource>,
+            )
+        });
+        // Whichever worker decides a batch first fails; the others, whose
+        // sources never end, must stop too.
+        let sinks: SinkFactory = Arc::new(|_worker| Ok(Box::new(Broken) as Box<dyn OutputSink>));
+        let config = crate::config::Config::default();
+        let mut runtime = RuntimeConfig::from_config(&config);
+        runtime.workers = 2;
+        let metrics = EngineMetrics::register(&mut Registry::default());
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = run(
+                runtime,
+                sources,
+                sinks,
+                metrics,
+                Arc::new(AtomicBool::new(false)),
+            );
+            let _ = done.send(result);
+        });
+        let result = outcome
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the run ends instead of hanging");
+        match result {
+            Err(EngineError::Sink { message, .. }) => {
+                assert!(message.contains("broker unreachable"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

@@ -277,15 +277,21 @@ pub fn run_demo_through_kafka(
         }) as Box<dyn OutputSink>)
     });
 
-    // Stop once every batch is decided, or after a generous timeout.
+    // Stop once every batch is decided and every malformed record is a dead
+    // letter, or after a generous timeout.
     let shutdown = Arc::new(AtomicBool::new(false));
-    let expected = truth.batches.len() as u64;
+    let expected = (truth.batches.len(), truth.malformed.len());
     {
         let shutdown = Arc::clone(&shutdown);
-        let metrics = metrics.clone();
+        let collected = collected.clone();
         std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(300);
-            while metrics.totals.actions.get() < expected && Instant::now() < deadline {
+            loop {
+                let (actions, dead_letters) = collected.counts();
+                let complete = actions >= expected.0 && dead_letters >= expected.1;
+                if complete || Instant::now() >= deadline {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
             shutdown.store(true, Ordering::Relaxed);

@@ -44,6 +44,12 @@ impl Collected {
         }
     }
 
+    /// How many actions and dead letters were collected so far.
+    pub fn counts(&self) -> (usize, usize) {
+        let collected = self.inner.lock().expect("collected lock");
+        (collected.actions.len(), collected.dead_letters.len())
+    }
+
     /// Everything collected, in a deterministic order (epoch, then key).
     pub fn take_sorted(&self) -> CollectedOutput {
         let mut output = std::mem::take(&mut *self.inner.lock().expect("collected lock"));
@@ -87,7 +93,7 @@ impl OutputSink for CollectingSink {
 pub fn dead_letter_json(letter: &DeadLetter) -> serde_json::Value {
     let payload = match std::str::from_utf8(&letter.record.payload) {
         Ok(text) => serde_json::json!({ "text": text }),
-        Err(_) => serde_json::json!({ "hex": hex_encode(&letter.record.payload) }),
+        Err(_) => serde_json::json!({ "hex": hex::encode(&letter.record.payload) }),
     };
     serde_json::json!({
         "source": letter.record.source,
@@ -97,10 +103,6 @@ pub fn dead_letter_json(letter: &DeadLetter) -> serde_json::Value {
         "reason": letter.rejection.detail,
         "payload": payload,
     })
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes collected output to `DIR/actions.jsonl` (the exact message

@@ -600,6 +600,8 @@ async fn a_refused_action_rolls_back_the_readings_and_offsets_of_its_batch() {
     bad[1].0.action_id = "act-bad".into();
     let mut letters = dead_letters(&mut rng, 5);
     for (i, letter) in letters.iter_mut().enumerate() {
+        // Other rejected records than the first batch's.
+        letter.dead_letter.record.source.offset += 500_000;
         letter.dlq_coord = Some(SourceCoord {
             topic: "scent.dlq".into(),
             partition: 1,
@@ -877,6 +879,35 @@ async fn a_refused_record_is_isolated_and_the_rest_archived() {
         })
         .await
         .unwrap();
+    assert_eq!(archive.dead_letters().await.unwrap().len(), 1);
+    archive.close().await;
+    db.drop_database().await;
+}
+
+/// After an engine restart the same rejection reaches the DLQ again, at new
+/// coordinates; the archive keeps one row per rejected source record.
+#[tokio::test]
+async fn a_rejection_replayed_to_new_dlq_coordinates_is_archived_once() {
+    let Some(db) = fresh_db("dlq_replay").await else {
+        return;
+    };
+    let archive = db.archive().await;
+    let mut rng = Rng(0x5eed_0008);
+    let original = dead_letters(&mut rng, 1).remove(0);
+    let mut replayed = original.clone();
+    replayed.dlq_coord = replayed.dlq_coord.map(|mut coord| {
+        coord.offset += 1_000;
+        coord
+    });
+    for letter in [original, replayed] {
+        archive
+            .commit(&ArchiveBatch {
+                dead_letters: vec![letter],
+                ..ArchiveBatch::default()
+            })
+            .await
+            .unwrap();
+    }
     assert_eq!(archive.dead_letters().await.unwrap().len(), 1);
     archive.close().await;
     db.drop_database().await;

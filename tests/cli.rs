@@ -20,7 +20,7 @@ fn the_demo_decides_every_batch_as_the_ground_truth_expects_and_writes_its_files
             "--speed",
             "0",
             "--readings",
-            "60000",
+            "100000",
             "--seed",
             "3",
         ])
@@ -45,7 +45,8 @@ fn the_demo_decides_every_batch_as_the_ground_truth_expects_and_writes_its_files
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    assert!(decided.len() >= 9, "{} actions", decided.len());
+    assert!(decided.len() >= 15, "{} actions", decided.len());
+    assert!(decided.iter().any(|a| a["decision"] == "hold"));
     assert!(decided.iter().all(|a| a["schema"] == "scent.action/v1"));
     let letters = std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap();
     assert_eq!(
@@ -67,7 +68,7 @@ fn the_demo_decides_every_batch_as_the_ground_truth_expects_and_writes_its_files
             "--speed",
             "0",
             "--readings",
-            "60000",
+            "100000",
             "--seed",
             "3",
             "--workers",
@@ -147,7 +148,7 @@ fn the_demo_runs_through_a_real_broker() {
             "--speed",
             "0",
             "--readings",
-            "30000",
+            "100000",
             "--kafka",
             &brokers,
         ])
@@ -164,4 +165,6 @@ fn the_demo_runs_through_a_real_broker() {
         stdout.contains("decisions match the simulator's ground truth"),
         "{stdout}"
     );
+    assert!(stdout.contains("held batches:"), "{stdout}");
+    assert!(stdout.contains(", 12 dead letters,"), "{stdout}");
 }

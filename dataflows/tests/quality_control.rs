@@ -38,7 +38,10 @@ impl Rng {
 
 const BASE_MS: i64 = 1_795_514_400_000;
 
-/// Two lines, one 8-channel e-nose and one thermometer each, one reading
+/// Sampling rate of the generated sensors.
+const READINGS_PER_SECOND: i64 = 4;
+
+/// Two lines, one 8-channel e-nose and one thermometer each, four readings
 /// per second for 40 minutes, 5-minute batches with 30 s changeovers, and
 /// a handful of injected excursions.
 fn plant(seed: u64) -> (Vec<(Epoch, Ingested)>, Vec<BatchEvent>) {
@@ -67,7 +70,10 @@ fn plant(seed: u64) -> (Vec<(Epoch, Ingested)>, Vec<BatchEvent>) {
             ("t-1", SensorKind::Temperature, 1),
         ] {
             let excursion_at = 400 + (rng.next() % 1_600) as i64;
-            for second in 0..2_400i64 {
+            // Four readings per second, so every epoch holds several readings
+            // of each sensor and arrival order within an epoch matters.
+            for step in 0..(2_400i64 * READINGS_PER_SECOND) {
+                let second = step / READINGS_PER_SECOND;
                 let cycle = second % 330;
                 let batch = (cycle < 300).then(|| format!("B-{line}-{}", second / 330 + 1));
                 let mut values: Vec<f64> = (0..channels)
@@ -81,8 +87,8 @@ fn plant(seed: u64) -> (Vec<(Epoch, Ingested)>, Vec<BatchEvent>) {
                     line: line.into(),
                     sensor: sensor.into(),
                     kind,
-                    ts_ms: BASE_MS + second * 1_000 + 7,
-                    seq: second as u64 + 1,
+                    ts_ms: BASE_MS + step * 1_000 / READINGS_PER_SECOND + 7,
+                    seq: step as u64 + 1,
                     batch: batch.clone(),
                     product: batch.as_ref().map(|_| "espresso".to_owned()),
                     values,

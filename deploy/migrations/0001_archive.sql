@@ -27,7 +27,8 @@
 --
 -- Vocabulary (CHECK constraints) mirrors operators/src/model.rs; adding a sensor kind, action
 -- kind, decision or stage there needs a migration here. Reason codes are only checked for
--- shape, so a new RejectReason never blocks archiving.
+-- shape here; an archiver older than the engine skips (and counts) dead letters whose code
+-- it does not know.
 
 -- ---------------------------------------------------------------------------------------
 -- reading
@@ -135,9 +136,9 @@ COMMENT ON COLUMN action.action_id IS 'Deterministic id: a replay of the same in
 --
 -- The rejected record's bytes are kept untouched (record_key, payload) with where it came
 -- from (source_*), the stage and stable reason code that refused it, the detail text
--- (reason), and where the dead letter itself sits in the DLQ topic (dlq_*). Dead letters
--- read from the DLQ topic are keyed by their DLQ coordinates; those archived in-process
--- (no DLQ coordinates) by source coordinates, stage and reason code.
+-- (reason), and where the dead letter itself sits in the DLQ topic (dlq_*). A rejection
+-- is keyed by its source coordinates, stage and reason code, so the copies a replay
+-- writes to the DLQ archive once.
 CREATE TABLE dead_letter (
     id               bigserial   PRIMARY KEY,
     stream           text        NOT NULL,
@@ -165,10 +166,11 @@ CREATE TABLE dead_letter (
                AND (dlq_partition IS NULL OR (dlq_partition >= 0 AND dlq_offset >= 0)))
 );
 
+-- One row per rejected source record, wherever its dead letter sits: after a
+-- restart the engine replays its input and writes the same rejection to the
+-- DLQ again, at new DLQ coordinates.
 CREATE UNIQUE INDEX dead_letter_source_key
-    ON dead_letter (source_topic, source_partition, source_offset, stage, reason_code)
-    WHERE dlq_topic IS NULL;
-CREATE INDEX dead_letter_source_idx ON dead_letter (source_topic, source_partition, source_offset);
+    ON dead_letter (source_topic, source_partition, source_offset, stage, reason_code);
 CREATE INDEX dead_letter_reason_idx ON dead_letter (reason_code, archived_at);
 
 COMMENT ON TABLE dead_letter IS

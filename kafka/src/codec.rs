@@ -10,6 +10,7 @@
 //!
 //! | header | value |
 //! |---|---|
+//! | `__scent.errors.stream` | `readings` or `batches` |
 //! | `__scent.errors.topic` / `.partition` / `.offset` | source coordinates |
 //! | `__scent.errors.stage` | `decode`, `validate`, `late`, `duplicate` |
 //! | `__scent.errors.reason.code` | stable code, e.g. `invalid_json` |
@@ -80,6 +81,7 @@ pub fn dead_letter_headers(letter: &DeadLetter, worker: usize) -> Vec<(String, S
     let source = &letter.record.source;
     let rejection = &letter.rejection;
     [
+        ("stream", letter.record.stream.as_str().to_owned()),
         ("topic", source.topic.clone()),
         ("partition", source.partition.to_string()),
         ("offset", source.offset.to_string()),
@@ -122,23 +124,16 @@ pub fn decode_dead_letter(
             ))
         })
     };
-    let stage = match header("stage")?.as_str() {
-        "decode" => Stage::Decode,
-        "validate" => Stage::Validate,
-        "late" => Stage::Late,
-        "duplicate" => Stage::Duplicate,
-        "process" => Stage::Process,
-        other => return Err(malformed(format!("unknown stage {other:?}"))),
-    };
+    let stage_name = header("stage")?;
+    let stage = Stage::parse(&stage_name)
+        .ok_or_else(|| malformed(format!("unknown stage {stage_name:?}")))?;
     let code = header("reason.code")?;
     let reason = RejectReason::parse(&code)
         .ok_or_else(|| malformed(format!("unknown reason code {code:?}")))?;
     let topic = header("topic")?;
-    let stream = if topic.contains("batches") {
-        InputStream::Batches
-    } else {
-        InputStream::Readings
-    };
+    let stream_name = header("stream")?;
+    let stream = InputStream::parse(&stream_name)
+        .ok_or_else(|| malformed(format!("unknown stream {stream_name:?}")))?;
     Ok(DeadLetter {
         record: RawRecord {
             stream,

@@ -1,11 +1,11 @@
 //! A producer that waits instead of failing when its queue is full, and
-//! counts what was delivered and what failed.
+//! remembers the first delivery failure.
 //!
 //! librdkafka queues messages and delivers them from its own threads; a
 //! full queue (`QueueFull`) means the broker is slower than we are. This
 //! wrapper then serves delivery reports for a moment and tries again, so
-//! the caller slows down instead of losing records. Delivery failures are
-//! counted and the first one is kept for [`RecordProducer::take_failure`].
+//! the caller slows down instead of losing records. The first delivery
+//! failure is kept for [`RecordProducer::take_failure`].
 
 use crate::error::KafkaError;
 use crate::settings::KafkaSettings;
@@ -13,43 +13,28 @@ use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Delivery outcomes, shared between librdkafka's callback and the caller.
-#[derive(Debug, Default)]
-pub struct DeliveryTally {
-    /// Messages acknowledged by the broker.
-    pub delivered: AtomicU64,
-    /// Messages that could not be delivered.
-    pub failed: AtomicU64,
-    first_failure: Mutex<Option<String>>,
-}
+/// The first delivery failure, as `(topic, reason)`, shared between
+/// librdkafka's delivery callback and the caller.
+type FirstFailure = Arc<Mutex<Option<(String, String)>>>;
 
-/// Producer context recording delivery outcomes.
+/// Producer context recording the first delivery failure.
 #[derive(Debug, Clone, Default)]
-pub struct TallyContext {
-    tally: Arc<DeliveryTally>,
+pub struct FailureContext {
+    first_failure: FirstFailure,
 }
 
-impl ClientContext for TallyContext {}
+impl ClientContext for FailureContext {}
 
-impl ProducerContext for TallyContext {
+impl ProducerContext for FailureContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
-        match result {
-            Ok(_) => {
-                self.tally.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((error, message)) => {
-                self.tally.failed.fetch_add(1, Ordering::Relaxed);
-                let mut first = self.tally.first_failure.lock().expect("tally lock");
-                if first.is_none() {
-                    *first = Some(format!("{} to {}", error, message.topic()));
-                }
-            }
+        if let Err((error, message)) = result {
+            let mut first = self.first_failure.lock().expect("failure lock");
+            first.get_or_insert_with(|| (message.topic().to_owned(), error.to_string()));
         }
     }
 }
@@ -75,15 +60,15 @@ pub struct OutgoingRecord<'a> {
 
 /// A producer with backpressure on a full queue.
 pub struct RecordProducer {
-    producer: BaseProducer<TallyContext>,
-    tally: Arc<DeliveryTally>,
+    producer: BaseProducer<FailureContext>,
+    first_failure: FirstFailure,
 }
 
 impl RecordProducer {
     /// Creates an idempotent producer (`acks=all`, ordered retries).
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
-        let context = TallyContext::default();
-        let tally = context.tally.clone();
+        let context = FailureContext::default();
+        let first_failure = Arc::clone(&context.first_failure);
         let producer = settings
             .client_config()
             .set("enable.idempotence", "true")
@@ -91,17 +76,16 @@ impl RecordProducer {
             .set("compression.type", "lz4")
             .create_with_context(context)
             .map_err(|error| KafkaError::Config(error.to_string()))?;
-        Ok(RecordProducer { producer, tally })
-    }
-
-    /// Delivery outcomes so far.
-    pub fn tally(&self) -> &DeliveryTally {
-        &self.tally
+        Ok(RecordProducer {
+            producer,
+            first_failure,
+        })
     }
 
     /// The first delivery failure since the last call, if any.
-    pub fn take_failure(&self) -> Option<String> {
-        self.tally.first_failure.lock().expect("tally lock").take()
+    pub fn take_failure(&self) -> Option<KafkaError> {
+        let failure = self.first_failure.lock().expect("failure lock").take();
+        failure.map(|(topic, reason)| KafkaError::Delivery { topic, reason })
     }
 
     /// Queues one record, waiting while the queue is full.
@@ -148,17 +132,6 @@ impl RecordProducer {
         self.producer
             .flush(timeout)
             .map_err(|error| KafkaError::broker("flush", error))?;
-        match self.take_failure() {
-            Some(reason) => Err(KafkaError::Delivery {
-                topic: String::from("(see reason)"),
-                reason,
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Records queued but not yet delivered.
-    pub fn in_flight(&self) -> i32 {
-        self.producer.in_flight_count()
+        self.take_failure().map_or(Ok(()), Err)
     }
 }

@@ -56,13 +56,7 @@ impl KafkaEpochSink {
             })?;
         }
         self.producer.poll();
-        match self.producer.take_failure() {
-            Some(reason) => Err(KafkaError::Delivery {
-                topic: self.actions_topic.clone(),
-                reason,
-            }),
-            None => Ok(()),
-        }
+        self.producer.take_failure().map_or(Ok(()), Err)
     }
 
     /// Waits for every queued record to be delivered.

@@ -283,7 +283,16 @@ impl KafkaSource {
                         }
                     }
                 }
-                Err(error) => return Err(KafkaError::broker("consume", error)),
+                // librdkafka retries transient failures (a broker restart, a
+                // lost connection) by itself; only a fatal error ends the
+                // source, which stops the engine for a restart.
+                Err(error @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
+                    return Err(KafkaError::broker("consume", error))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "kafka consume error, librdkafka retries");
+                    break;
+                }
             }
         }
         Ok(appended)

@@ -5,7 +5,7 @@
 //! inputs has passed an epoch, nothing more can arrive for it: the epoch's
 //! actions (sorted by key and id) and dead letters (sorted by source
 //! coordinates) are passed to the `emit` callback, in epoch order. That is
-//! the unit a transactional sink commits. Holding back until completion
+//! the natural unit of an atomic commit. Holding back until completion
 //! costs latency of one epoch plus the allowed lateness, and keeps the
 //! output a function of the input alone.
 //!

@@ -144,11 +144,13 @@ impl EventClock {
     /// on time, and advances that partition's watermark.
     pub fn admit(&mut self, partition: PartitionId, ts_ms: EventTimeMs, now_ms: u64) -> Admission {
         let epoch = self.config.epoch_of(ts_ms);
-        let lateness = self.config.allowed_lateness_ms as i64;
         let frontier_ms = self.config.epoch_start_ms(self.frontier);
+        let own_watermark = self
+            .partitions
+            .get(&partition)
+            .and_then(|c| self.watermark_ms(c));
         let clock = self.partitions.entry(partition).or_default();
         clock.last_delivery_wall_ms = now_ms;
-        let own_watermark = clock.max_event_ms.map(|max| max.saturating_sub(lateness));
         clock.max_event_ms = Some(clock.max_event_ms.map_or(ts_ms, |max| max.max(ts_ms)));
         match own_watermark {
             Some(watermark_ms) if ts_ms < watermark_ms => Admission::Late {
@@ -167,6 +169,15 @@ impl EventClock {
     /// newest record available (only caught-up partitions can go idle).
     pub fn set_caught_up(&mut self, partition: PartitionId, caught_up: bool) {
         self.partitions.entry(partition).or_default().caught_up = caught_up;
+    }
+
+    /// Restarts every partition's idle timer at wall time `now_ms`. Called
+    /// while the reader is paused (backpressure): a partition that is not
+    /// being read must not look silent.
+    pub fn hold_idleness(&mut self, now_ms: u64) {
+        for clock in self.partitions.values_mut() {
+            clock.last_delivery_wall_ms = now_ms;
+        }
     }
 
     /// Whether `partition` is idle at wall time `now_ms`.
@@ -274,6 +285,17 @@ mod tests {
             clock.admit(P1, 11_000, 6_000),
             Admission::Late { .. }
         ));
+    }
+
+    #[test]
+    fn a_paused_reader_does_not_make_its_partitions_idle() {
+        let mut clock = clock();
+        clock.admit(P0, 30_000, 0);
+        clock.admit(P1, 10_000, 0);
+        clock.set_caught_up(P1, true);
+        clock.hold_idleness(4_000);
+        assert_eq!(clock.advance(8_000), 8, "P1 paused 4 s ago, not 8");
+        assert_eq!(clock.advance(9_000), 28);
     }
 
     #[test]

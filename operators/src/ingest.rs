@@ -10,11 +10,16 @@
 //! original bytes, its source coordinates and the stage and reason of the
 //! rejection. Nothing is dropped.
 //!
-//! Duplicate detection keeps, per `line/sensor`, the newest sequence number
-//! and event time seen. A reading whose sequence number *and* event time
-//! are both at or below those is a re-sent duplicate. A lower sequence
-//! number with a newer event time is a gateway that restarted its counter,
-//! and is accepted. State: one entry per sensor.
+//! Duplicate detection remembers, per `line/sensor`, the sequence numbers
+//! delivered within the allowed lateness (plus one epoch) of event time: a
+//! reading that repeats one of them is a duplicate. Readings reordered
+//! within the lateness are accepted, and so is a gateway that restarted its
+//! counter (its low numbers were forgotten long ago). A repeat older than
+//! that lies behind the watermark and is rejected as late.
+//!
+//! Batch lifecycle events are never late: behind the frontier they enter
+//! at the frontier, because a batch whose end event arrives late must still
+//! be decided.
 
 use crate::event_clock::{Admission, Epoch, EventClock, PartitionId};
 use crate::model::{
@@ -23,7 +28,7 @@ use crate::model::{
 };
 use crate::validate::{validate_batch_event, validate_reading, ValidationRules};
 use crate::wire::{decode_batch_event, decode_reading, DecodeLimits};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// The outcome of ingesting one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,49 +56,83 @@ pub enum Ingested {
     Rejected(DeadLetter),
 }
 
-/// The newest (sequence number, event time) seen per sensor.
+/// The sequence numbers each sensor delivered recently.
+///
+/// A reading repeats an earlier one when its sensor delivered the same
+/// sequence number at an event time less than `retain_ms` away. Older
+/// repeats need no memory: they lie behind the watermark and are rejected
+/// as late. Memory per sensor: the readings of `retain_ms`.
 #[derive(Debug, Clone, Default)]
 pub struct SequenceTracker {
-    newest: HashMap<String, (u64, EventTimeMs)>,
+    retain_ms: EventTimeMs,
+    sensors: HashMap<String, RecentSequences>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RecentSequences {
+    /// `(event time, seq)` in arrival order.
+    order: VecDeque<(EventTimeMs, u64)>,
+    /// Event time of each remembered sequence number.
+    seen: HashMap<u64, EventTimeMs>,
+    newest_ts_ms: EventTimeMs,
 }
 
 impl SequenceTracker {
-    /// Records `reading` and says whether it duplicates one seen before.
-    pub fn observe(&mut self, reading: &Reading) -> Result<(), Rejection> {
+    /// A tracker remembering `retain_ms` of event time per sensor.
+    pub fn new(retain_ms: EventTimeMs) -> Self {
+        SequenceTracker {
+            retain_ms,
+            sensors: HashMap::new(),
+        }
+    }
+
+    /// Whether `reading` repeats a sequence number its sensor delivered
+    /// recently.
+    pub fn check(&self, reading: &Reading) -> Result<(), Rejection> {
         let key = reading.key();
-        match self.newest.get_mut(&key) {
-            Some((seq, ts)) if reading.seq <= *seq && reading.ts_ms <= *ts => Err(Rejection::new(
-                Stage::Duplicate,
-                RejectReason::DuplicateSequence,
-                format!(
-                    "{key} seq {} at {} repeats or precedes seq {} at {}",
-                    reading.seq, reading.ts_ms, seq, ts
-                ),
-            )),
-            Some((seq, ts)) => {
-                if reading.ts_ms > *ts {
-                    *seq = reading.seq;
-                    *ts = reading.ts_ms;
-                } else {
-                    *seq = (*seq).max(reading.seq);
-                }
-                Ok(())
+        match self.sensors.get(&key) {
+            Some(recent)
+                if recent
+                    .seen
+                    .get(&reading.seq)
+                    .is_some_and(|&ts_ms| (reading.ts_ms - ts_ms).abs() <= self.retain_ms) =>
+            {
+                Err(Rejection::new(
+                    Stage::Duplicate,
+                    RejectReason::DuplicateSequence,
+                    format!("{key} already delivered seq {}", reading.seq),
+                ))
             }
-            None => {
-                self.newest.insert(key, (reading.seq, reading.ts_ms));
-                Ok(())
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers an admitted reading.
+    pub fn record(&mut self, reading: &Reading) {
+        let recent = self.sensors.entry(reading.key()).or_default();
+        recent.order.push_back((reading.ts_ms, reading.seq));
+        recent.seen.insert(reading.seq, reading.ts_ms);
+        recent.newest_ts_ms = recent.newest_ts_ms.max(reading.ts_ms);
+        let horizon = recent.newest_ts_ms.saturating_sub(self.retain_ms);
+        while let Some(&(ts_ms, seq)) = recent.order.front() {
+            if ts_ms >= horizon {
+                break;
+            }
+            recent.order.pop_front();
+            if recent.seen.get(&seq) == Some(&ts_ms) {
+                recent.seen.remove(&seq);
             }
         }
     }
 
     /// Number of sensors tracked.
     pub fn len(&self) -> usize {
-        self.newest.len()
+        self.sensors.len()
     }
 
     /// Whether no sensor is tracked yet.
     pub fn is_empty(&self) -> bool {
-        self.newest.is_empty()
+        self.sensors.is_empty()
     }
 }
 
@@ -109,11 +148,15 @@ pub struct Ingestor {
 impl Ingestor {
     /// An ingestor with the given limits, rules and clock.
     pub fn new(limits: DecodeLimits, rules: ValidationRules, clock: EventClock) -> Self {
+        // Anything older than the lateness (plus the epoch it may share) is
+        // rejected as late before duplicates matter.
+        let config = clock.config();
+        let retain_ms = (config.allowed_lateness_ms + config.epoch_ms) as EventTimeMs;
         Ingestor {
             limits,
             rules,
             clock,
-            sequences: SequenceTracker::default(),
+            sequences: SequenceTracker::new(retain_ms),
         }
     }
 
@@ -144,17 +187,20 @@ impl Ingestor {
     ) -> Ingested {
         let reading = match decode_reading(&record.payload, &self.limits)
             .and_then(|reading| validate_reading(&reading, &self.rules).map(|()| reading))
-            .and_then(|reading| self.sequences.observe(&reading).map(|()| reading))
+            .and_then(|reading| self.sequences.check(&reading).map(|()| reading))
         {
             Ok(reading) => reading,
             Err(rejection) => return dead_letter(record, rejection),
         };
         match self.clock.admit(partition, reading.ts_ms, now_ms) {
-            Admission::OnTime(epoch) => Ingested::Reading {
-                epoch,
-                reading,
-                source: record.source,
-            },
+            Admission::OnTime(epoch) => {
+                self.sequences.record(&reading);
+                Ingested::Reading {
+                    epoch,
+                    reading,
+                    source: record.source,
+                }
+            }
             Admission::Late { watermark_ms, .. } => {
                 dead_letter(record, late(reading.ts_ms, watermark_ms))
             }
@@ -173,15 +219,18 @@ impl Ingestor {
             Ok(event) => event,
             Err(rejection) => return dead_letter(record, rejection),
         };
-        match self.clock.admit(partition, event.ts_ms, now_ms) {
-            Admission::OnTime(epoch) => Ingested::Batch {
-                epoch,
-                event,
-                source: record.source,
-            },
-            Admission::Late { watermark_ms, .. } => {
-                dead_letter(record, late(event.ts_ms, watermark_ms))
-            }
+        // A lifecycle event is never late: the decision it triggers depends
+        // on the batch, not on the epoch, and a batch whose end arrives late
+        // must still be decided. Behind the frontier it enters at the
+        // frontier.
+        let epoch = match self.clock.admit(partition, event.ts_ms, now_ms) {
+            Admission::OnTime(epoch) => epoch,
+            Admission::Late { .. } => self.clock.frontier(),
+        };
+        Ingested::Batch {
+            epoch,
+            event,
+            source: record.source,
         }
     }
 }
@@ -285,6 +334,34 @@ mod tests {
     }
 
     #[test]
+    fn batch_events_are_never_late() {
+        let mut ingestor = ingestor();
+        let base = 1_795_514_400_000;
+        let reading = encode_reading(&reading(1, base + 60_000));
+        ingestor.ingest(raw(reading, 0), (0, 0), 0);
+        let frontier = ingestor.clock_mut().advance(0);
+        let end = crate::model::BatchEvent {
+            batch: "B-1".into(),
+            line: "L1".into(),
+            product: "espresso".into(),
+            event: crate::model::BatchPhase::End,
+            ts_ms: base + 30_000,
+        };
+        let record = RawRecord {
+            stream: InputStream::Batches,
+            payload: crate::wire::encode_batch_event(&end),
+            ..raw(Vec::new(), 1)
+        };
+        match ingestor.ingest(record, (0, 0), 0) {
+            Ingested::Batch { epoch, event, .. } => {
+                assert_eq!(epoch, frontier, "enters at the frontier");
+                assert_eq!(event, end, "keeps its own event time");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
     fn duplicates_and_late_records_are_dead_letters() {
         let mut ingestor = ingestor();
         let base = 1_795_514_400_000;
@@ -297,14 +374,26 @@ mod tests {
             stage_of(&ingestor.ingest(raw(first, 1), (0, 0), 0)),
             Some((Stage::Duplicate, RejectReason::DuplicateSequence))
         );
-        // A restarted gateway counter with a newer event time is accepted.
-        let restarted = encode_reading(&reading(1, base + 11_000));
+        // Readings reordered within the lateness are not duplicates.
+        for (seq, ts) in [(3, 10_900), (2, 10_400)] {
+            let reading = encode_reading(&reading(seq, base + ts));
+            assert_eq!(stage_of(&ingestor.ingest(raw(reading, 2), (0, 0), 0)), None);
+        }
+        // A gateway that restarted its counter, once the old numbers are
+        // older than the lateness, is accepted.
+        let restarted = encode_reading(&reading(1, base + 14_000));
         assert_eq!(
             stage_of(&ingestor.ingest(raw(restarted, 2), (0, 0), 0)),
             None
         );
-        // Behind the partition watermark (11 s - 2 s lateness): late.
-        let old = encode_reading(&reading(5, base + 8_000));
+        // A duplicate that is also late is reported late.
+        let stale = encode_reading(&reading(3, base + 10_900));
+        assert_eq!(
+            stage_of(&ingestor.ingest(raw(stale, 2), (0, 0), 0)),
+            Some((Stage::Late, RejectReason::Late))
+        );
+        // Behind the partition watermark (14 s - 2 s lateness): late.
+        let old = encode_reading(&reading(5, base + 11_000));
         assert_eq!(
             stage_of(&ingestor.ingest(raw(old, 3), (0, 0), 0)),
             Some((Stage::Late, RejectReason::Late))

@@ -209,6 +209,23 @@ pub enum InputStream {
     Batches,
 }
 
+impl InputStream {
+    /// The name used in DLQ headers and the archive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputStream::Readings => "readings",
+            InputStream::Batches => "batches",
+        }
+    }
+
+    /// Parses a stream name.
+    pub fn parse(name: &str) -> Option<InputStream> {
+        [InputStream::Readings, InputStream::Batches]
+            .into_iter()
+            .find(|stream| stream.as_str() == name)
+    }
+}
+
 /// The stage of the pipeline that rejected a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -236,6 +253,20 @@ impl Stage {
             Stage::Duplicate => "duplicate",
             Stage::Process => "process",
         }
+    }
+
+    /// Every stage.
+    pub const ALL: [Stage; 5] = [
+        Stage::Decode,
+        Stage::Validate,
+        Stage::Late,
+        Stage::Duplicate,
+        Stage::Process,
+    ];
+
+    /// Parses a stage name.
+    pub fn parse(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|stage| stage.as_str() == name)
     }
 }
 
@@ -440,7 +471,7 @@ pub struct Anomaly {
     pub seq: u64,
     /// The rule that fired.
     pub rule: AnomalyRule,
-    /// The rule's statistic (|z| for z-score, window length for flat line,
+    /// The rule's statistic (|z| for z-score, the run of identical values for flat line,
     /// gap length in seconds for gaps).
     pub statistic: f64,
     /// The limit the statistic crossed.

@@ -210,9 +210,14 @@ impl SensorMonitor {
 
         let flat_channels = self.track_flat_lines(&reading.values, config.flat_line_readings);
         if !flat_channels.is_empty() {
+            let longest_run = flat_channels
+                .iter()
+                .map(|&channel| self.flat_runs[usize::from(channel)])
+                .max()
+                .unwrap_or(config.flat_line_readings);
             anomalies.push(anomaly(
                 AnomalyRule::FlatLine,
-                config.flat_line_readings as f64,
+                longest_run as f64,
                 config.flat_line_readings as f64,
                 flat_channels,
             ));
@@ -306,9 +311,9 @@ impl RollingAnomalyDetector {
     /// Processes readings (sorted here into `(line, sensor, ts, seq)` order)
     /// and appends their anomalies to `anomalies`.
     pub fn process(&mut self, readings: &mut [Reading], anomalies: &mut Vec<Anomaly>) {
-        readings.sort_by(|a, b| {
-            (&a.line, &a.sensor, a.ts_ms, a.seq).cmp(&(&b.line, &b.sensor, b.ts_ms, b.seq))
-        });
+        // `Reading`'s order starts with (line, sensor, ts, seq) and covers
+        // every field, so even exact ties are broken by content.
+        readings.sort();
         for reading in readings.iter() {
             let key = (reading.line.clone(), reading.sensor.clone());
             let monitor = match self.monitors.get_mut(&key) {

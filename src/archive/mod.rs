@@ -21,8 +21,7 @@
 //! Because the offsets are committed with the rows they cover, a consumer that starts by
 //! reading [`Archive::offsets`] and assigns its partitions at those offsets neither loses
 //! nor duplicates a record across crashes: whatever was not committed is read again, and
-//! whatever was committed is not. Kafka-side consumer commits are then only for lag
-//! dashboards. Replays are harmless even without that discipline: every record table has a
+//! whatever was committed is not; nothing is committed to Kafka. Replays are harmless even without that discipline: every record table has a
 //! natural key, so committing the same batch twice inserts nothing new, and offsets only move
 //! forward. See [`mod@write`] for the statements and [`read`] for the readers.
 //!
