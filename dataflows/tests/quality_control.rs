@@ -239,3 +239,111 @@ fn arrival_order_within_an_epoch_does_not_matter() {
     assert_eq!(run_dataflow(shuffled, 2), expected);
     assert_eq!(oracle(&items), expected);
 }
+
+/// Evidence that arrives after a batch was decided (readings stamped for a
+/// batch by a gateway whose clock runs behind) revises the decision: each
+/// new anomaly changes the evidence, so the action collection retracts the
+/// previous action and adds a new one, with a new id, until the third
+/// anomaly turns the release into a hold. The epoch sink passes on the
+/// additions only.
+#[test]
+fn late_evidence_revises_a_decision_and_the_sink_reports_only_additions() {
+    use scent_operators::epoch_sink::{EpochOutput, EpochSink};
+
+    let reading = |seq: u64, second: i64, value: f64| {
+        let reading = Reading {
+            plant: "p1".into(),
+            line: "L1".into(),
+            sensor: "t-1".into(),
+            kind: SensorKind::Temperature,
+            ts_ms: BASE_MS + second * 1_000,
+            seq,
+            batch: Some("B-1".into()),
+            product: Some("espresso".into()),
+            values: vec![value],
+        };
+        let epoch = (reading.ts_ms / 1_000) as Epoch;
+        (
+            epoch,
+            Ingested::Reading {
+                epoch,
+                reading,
+                source: SourceCoord::default(),
+            },
+        )
+    };
+    let event = |phase: BatchPhase, second: i64| {
+        let event = BatchEvent {
+            batch: "B-1".into(),
+            line: "L1".into(),
+            product: "espresso".into(),
+            event: phase,
+            ts_ms: BASE_MS + second * 1_000,
+        };
+        let epoch = (event.ts_ms / 1_000) as Epoch;
+        (
+            epoch,
+            Ingested::Batch {
+                epoch,
+                event,
+                source: SourceCoord::default(),
+            },
+        )
+    };
+    let mut rng = Rng(99);
+    let mut items = vec![event(BatchPhase::Start, 0)];
+    items.extend((0..60).map(|s| reading(s as u64 + 1, s, 90.0 + 0.05 * rng.noise())));
+    items.push(event(BatchPhase::End, 60));
+    // Three spikes tagged with the batch, stamped after its end.
+    items.extend((0..3).map(|i| reading(61 + i as u64, 62 + i, 120.0)));
+
+    let captured = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+    let sink = Arc::clone(&captured);
+    timely::execute(timely::Config::process(1), move |worker| {
+        let sink = Arc::clone(&sink);
+        let (mut input, capability) = worker.dataflow::<Epoch, _, _>(|scope| {
+            let ((input, capability), ingested) =
+                scope.new_unordered_input::<CapacityContainerBuilder<Vec<Ingested>>>();
+            let flow = quality_control(ingested, &QualityControlConfig::default());
+            let changes = Arc::clone(&sink);
+            flow.actions
+                .inner
+                .clone()
+                .inspect(move |(action, _, diff)| {
+                    changes.lock().unwrap().0.push((action.decision, *diff))
+                });
+            let emitted = Arc::clone(&sink);
+            flow.actions
+                .epoch_sink(flow.dead_letters, move |output: EpochOutput| {
+                    emitted.lock().unwrap().1.extend(output.actions);
+                });
+            (input, capability)
+        });
+        let mut session = input.activate();
+        for (epoch, item) in &items {
+            session
+                .session(&capability.delayed(epoch))
+                .give(item.clone());
+        }
+    })
+    .unwrap();
+    let (changes, emitted) = captured.lock().unwrap().clone();
+    let net: isize = changes.iter().map(|(_, diff)| diff).sum();
+    assert_eq!(net, 1, "one decision stands: {changes:?}");
+    assert_eq!(changes.iter().filter(|(_, diff)| *diff < 0).count(), 3);
+    let decisions: Vec<_> = emitted.iter().map(|a| a.decision).collect();
+    assert_eq!(
+        decisions,
+        vec![
+            Some(Decision::Release),
+            Some(Decision::Release),
+            Some(Decision::Release),
+            Some(Decision::Hold)
+        ]
+    );
+    let anomalies: Vec<_> = emitted.iter().map(|a| a.evidence.anomalies).collect();
+    assert_eq!(anomalies, vec![0, 1, 2, 3]);
+    let mut ids: Vec<_> = emitted.iter().map(|a| &a.action_id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "every revision has its own id");
+}

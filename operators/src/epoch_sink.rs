@@ -9,9 +9,10 @@
 //! costs latency of one epoch plus the allowed lateness, and keeps the
 //! output a function of the input alone.
 //!
-//! Only additions of actions are emitted: a retraction in the action
-//! collection means a later addition replaces it (see
-//! [`crate::batch_verdict`]). Dead letters arrive as plain records.
+//! The epoch's action updates are consolidated and only net additions are
+//! emitted: a retraction in the action collection means an addition in the
+//! same epoch replaces it (see [`crate::batch_verdict`]). Dead letters
+//! arrive as plain records.
 
 use crate::event_clock::Epoch;
 use crate::model::{Action, DeadLetter};
@@ -46,7 +47,9 @@ impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
     where
         F: FnMut(EpochOutput) + 'static,
     {
-        let mut pending: BTreeMap<Epoch, EpochOutput> = BTreeMap::new();
+        // Per epoch: the action updates, consolidated at emission, and the
+        // dead letters.
+        let mut pending: BTreeMap<Epoch, (Vec<(Action, isize)>, Vec<DeadLetter>)> = BTreeMap::new();
         self.inner
             .binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
                 dead_letters,
@@ -58,11 +61,7 @@ impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
                         actions.for_each_stamp(|_capability, data| {
                             for batch in data {
                                 for (action, epoch, diff) in batch.drain(..) {
-                                    if diff > 0 {
-                                        let slot = pending.entry(epoch).or_default();
-                                        slot.actions
-                                            .extend(std::iter::repeat_n(action, diff as usize));
-                                    }
+                                    pending.entry(epoch).or_default().0.push((action, diff));
                                 }
                             }
                         });
@@ -72,7 +71,7 @@ impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
                             };
                             let slot = pending.entry(epoch).or_default();
                             for batch in data {
-                                slot.dead_letters.append(batch);
+                                slot.1.append(batch);
                             }
                         });
                         while let Some(entry) = pending.first_entry() {
@@ -82,15 +81,24 @@ impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
                             {
                                 break;
                             }
-                            let mut output = entry.remove();
-                            output.epoch = epoch;
-                            output.actions.sort_by(|a, b| {
+                            let (mut updates, mut dead_letters) = entry.remove();
+                            differential_dataflow::consolidation::consolidate(&mut updates);
+                            let mut actions: Vec<Action> = updates
+                                .into_iter()
+                                .filter(|(_, diff)| *diff > 0)
+                                .flat_map(|(action, diff)| {
+                                    std::iter::repeat_n(action, diff as usize)
+                                })
+                                .collect();
+                            actions.sort_by(|a, b| {
                                 (a.key(), &a.action_id).cmp(&(b.key(), &b.action_id))
                             });
-                            output
-                                .dead_letters
-                                .sort_by(|a, b| a.record.source.cmp(&b.record.source));
-                            emit(output);
+                            dead_letters.sort_by(|a, b| a.record.source.cmp(&b.record.source));
+                            emit(EpochOutput {
+                                epoch,
+                                actions,
+                                dead_letters,
+                            });
                         }
                     }
                 },
