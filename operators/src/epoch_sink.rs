@@ -42,14 +42,15 @@ pub trait EpochSink<'scope> {
         F: FnMut(EpochOutput) + 'static;
 }
 
+/// An epoch's action updates (consolidated at emission) and dead letters.
+type PendingEpoch = (Vec<(Action, isize)>, Vec<DeadLetter>);
+
 impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
     fn epoch_sink<F>(self, dead_letters: StreamVec<'scope, Epoch, DeadLetter>, mut emit: F)
     where
         F: FnMut(EpochOutput) + 'static,
     {
-        // Per epoch: the action updates, consolidated at emission, and the
-        // dead letters.
-        let mut pending: BTreeMap<Epoch, (Vec<(Action, isize)>, Vec<DeadLetter>)> = BTreeMap::new();
+        let mut pending: BTreeMap<Epoch, PendingEpoch> = BTreeMap::new();
         self.inner
             .binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
                 dead_letters,
