@@ -158,23 +158,43 @@ fn run_in_process(options: &DemoOptions) -> Result<DemoReport, BoxError> {
     let sinks: SinkFactory =
         Arc::new(move |_worker| Ok(Box::new(sink_target.sink()) as Box<dyn OutputSink>));
 
-    let started = Instant::now();
-    let progress = Progress::start(metrics.clone(), truth.batches.len(), options.quiet);
-    let result = runtime::run(
-        RuntimeConfig::from_config(&config),
-        sources,
-        sinks,
-        metrics.clone(),
+    let elapsed = run_with_progress(
+        &config,
+        (sources, sinks),
+        &metrics,
+        truth.batches.len(),
+        options.quiet,
         Arc::new(AtomicBool::new(false)),
-    );
-    progress.stop();
-    result?;
+    )?;
     Ok(DemoReport {
         output: collected.take_sorted(),
         truth,
-        elapsed: started.elapsed(),
+        elapsed,
         readings: metrics.readings_in.get(),
     })
+}
+
+/// Runs the engine with a live progress line (unless `quiet`) until its
+/// sources finish or `shutdown` is set; returns the wall time of the run.
+pub fn run_with_progress(
+    config: &Config,
+    (sources, sinks): (SourceFactory, SinkFactory),
+    metrics: &EngineMetrics,
+    batches: usize,
+    quiet: bool,
+    shutdown: Arc<AtomicBool>,
+) -> Result<Duration, runtime::EngineError> {
+    let started = Instant::now();
+    let progress = Progress::start(metrics.clone(), batches, quiet);
+    let result = runtime::run(
+        RuntimeConfig::from_config(config),
+        sources,
+        sinks,
+        metrics.clone(),
+        shutdown,
+    );
+    progress.stop();
+    result.map(|()| started.elapsed())
 }
 
 /// A live progress line on stderr, redrawn four times a second.

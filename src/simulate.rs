@@ -3,9 +3,9 @@
 //! `scent demo --kafka`.
 
 use crate::api::metrics::EngineMetrics;
-use crate::demo::{engine_config, DemoOptions, DemoReport, Progress, TeeSink};
+use crate::demo::{engine_config, run_with_progress, DemoOptions, DemoReport, TeeSink};
 use crate::engine::kafka_factories;
-use crate::runtime::{self, BoxError, OutputSink, RuntimeConfig, SinkFactory};
+use crate::runtime::{BoxError, OutputSink, SinkFactory};
 use crate::sim::{Plant, SimConfig, SimRecord};
 use crate::sinks::Collected;
 use clap::Args;
@@ -297,27 +297,25 @@ pub fn run_demo_through_kafka(
             shutdown.store(true, Ordering::Relaxed);
         });
     }
-    let started = Instant::now();
-    let progress = Progress::start(metrics.clone(), truth.batches.len(), options.quiet);
-    let result = runtime::run(
-        RuntimeConfig::from_config(&config),
-        sources,
-        sinks,
-        metrics.clone(),
+    let result = run_with_progress(
+        &config,
+        (sources, sinks),
+        &metrics,
+        truth.batches.len(),
+        options.quiet,
         shutdown,
     );
-    progress.stop();
     stop.store(true, Ordering::Relaxed);
     if let Some(producer) = producer {
         producer
             .join()
             .map_err(|_| "the producer thread panicked")??;
     }
-    result?;
+    let elapsed = result?;
     Ok(DemoReport {
         output: collected.take_sorted(),
         truth,
-        elapsed: started.elapsed(),
+        elapsed,
         readings: metrics.readings_in.get(),
     })
 }
