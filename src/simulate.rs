@@ -279,24 +279,34 @@ pub fn run_demo_through_kafka(
 
     // Stop once every batch is decided and every malformed record is a dead
     // letter, or after a generous timeout.
+    // Also note when the last reading entered the dataflow: the run's
+    // throughput, apart from the wait for the idle batch-event partition.
     let shutdown = Arc::new(AtomicBool::new(false));
     let expected = (truth.batches.len(), truth.malformed.len());
-    {
+    let engine_started = Instant::now();
+    let watcher = {
         let shutdown = Arc::clone(&shutdown);
         let collected = collected.clone();
+        let metrics = metrics.clone();
+        let readings = plant.reading_count();
         std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(300);
+            let mut ingested_after = None;
             loop {
+                if ingested_after.is_none() && metrics.readings_in.get() >= readings {
+                    ingested_after = Some(engine_started.elapsed());
+                }
                 let (actions, dead_letters) = collected.counts();
                 let complete = actions >= expected.0 && dead_letters >= expected.1;
                 if complete || Instant::now() >= deadline {
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(5));
             }
             shutdown.store(true, Ordering::Relaxed);
-        });
-    }
+            ingested_after
+        })
+    };
     let result = run_with_progress(
         &config,
         (sources, sinks),
@@ -312,10 +322,12 @@ pub fn run_demo_through_kafka(
             .map_err(|_| "the producer thread panicked")??;
     }
     let elapsed = result?;
+    let ingest_elapsed = watcher.join().map_err(|_| "the watcher thread panicked")?;
     Ok(DemoReport {
         output: collected.take_sorted(),
         truth,
         elapsed,
+        ingest_elapsed,
         readings: metrics.readings_in.get(),
     })
 }
