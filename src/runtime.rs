@@ -79,6 +79,11 @@ pub trait RecordSource {
         max: usize,
         out: &mut Vec<(PartitionId, RawRecord)>,
     ) -> Result<usize, BoxError>;
+    /// Partitions that must not hold the event-time frontier back (sparse
+    /// control streams such as batch lifecycle events).
+    fn followers(&self) -> Vec<PartitionId> {
+        Vec::new()
+    }
     /// Whether each partition has been read to its current end.
     fn caught_up(&self) -> Vec<(PartitionId, bool)>;
     /// Whether the input is finite and fully read.
@@ -196,7 +201,10 @@ fn run_worker(
     let started = Instant::now();
     let now_ms = || started.elapsed().as_millis() as u64;
     let partitions = source.partitions();
-    let clock = EventClock::new(config.clock, partitions.iter().copied(), 0, now_ms());
+    let mut clock = EventClock::new(config.clock, partitions.iter().copied(), 0, now_ms());
+    for follower in source.followers() {
+        clock.follow(follower);
+    }
     let mut ingestor = Ingestor::new(config.limits, config.rules.clone(), clock);
 
     let (mut input, capability, anomaly_probe, verdict_probe) = {

@@ -30,6 +30,14 @@ impl RecordSource for KafkaSource {
         Ok(KafkaSource::poll_into(self, max, Duration::ZERO, out)?)
     }
 
+    fn followers(&self) -> Vec<PartitionId> {
+        KafkaSource::partitions(self)
+            .iter()
+            .filter(|p| p.stream == InputStream::Batches)
+            .map(|p| p.id())
+            .collect()
+    }
+
     fn caught_up(&self) -> Vec<(PartitionId, bool)> {
         KafkaSource::caught_up(self).into_iter().collect()
     }

@@ -74,13 +74,13 @@ fn partitions_are_read_in_order_and_reported_caught_up() {
         (InputStream::Readings, settings.topics.readings.clone(), 3),
         (InputStream::Batches, settings.topics.batches.clone(), 1),
     ];
-    // Two workers: worker 0 owns readings 0 and 2, worker 1 readings 1 and
-    // the (empty) batches partition.
+    // Two workers: worker 0 owns readings 0 and 2 and the (empty) batches
+    // partition 0, worker 1 readings 1.
     let mut sources: Vec<KafkaSource> = (0..2)
         .map(|w| KafkaSource::new(&settings, &inputs, w, 2).unwrap())
         .collect();
-    assert_eq!(sources[0].partitions().len(), 2);
-    assert_eq!(sources[1].partitions().len(), 2);
+    assert_eq!(sources[0].partitions().len(), 3);
+    assert_eq!(sources[1].partitions().len(), 1);
 
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);

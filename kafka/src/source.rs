@@ -1,8 +1,7 @@
 //! The Kafka source: the input partitions of one worker, read in order.
 //!
-//! Partitions of the input topics (readings, then batch events) are listed
-//! in a fixed order and partition `i` of that list belongs to worker
-//! `i % peers`. Each worker `assign()`s its partitions (no consumer-group
+//! Partition `p` of each input topic (readings, batch events) belongs to
+//! worker `p % peers`. Each worker `assign()`s its partitions (no consumer-group
 //! rebalancing, which would fight timely's fixed dataflow) and polls them
 //! without blocking from its own thread. A worker with no partitions reads
 //! nothing and its source releases its capability at once.
@@ -51,7 +50,9 @@ pub fn stream_index(stream: InputStream) -> u8 {
 }
 
 /// Spreads the partitions of the input topics over `peers` workers and
-/// returns those of `worker`.
+/// returns those of `worker`: partition `p` of every topic belongs to
+/// worker `p % peers`, so the few batch-event partitions sit with readings
+/// partitions (whose clocks move the frontier) on the first workers.
 pub fn assign_partitions(
     inputs: &[(InputStream, String, i32)],
     worker: usize,
@@ -60,15 +61,14 @@ pub fn assign_partitions(
     inputs
         .iter()
         .flat_map(|(stream, topic, count)| {
-            (0..*count).map(move |partition| AssignedPartition {
-                stream: *stream,
-                topic: topic.clone(),
-                partition,
-            })
+            (0..*count)
+                .filter(move |partition| *partition as usize % peers.max(1) == worker)
+                .map(move |partition| AssignedPartition {
+                    stream: *stream,
+                    topic: topic.clone(),
+                    partition,
+                })
         })
-        .enumerate()
-        .filter(|(index, _)| index % peers.max(1) == worker)
-        .map(|(_, partition)| partition)
         .collect()
 }
 

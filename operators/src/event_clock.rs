@@ -89,6 +89,8 @@ struct PartitionClock {
     max_event_ms: Option<EventTimeMs>,
     last_delivery_wall_ms: u64,
     caught_up: bool,
+    /// A follower is admitted against the frontier but never holds it.
+    follower: bool,
 }
 
 /// Per-worker event clock over the partitions the worker reads.
@@ -165,6 +167,16 @@ impl EventClock {
         }
     }
 
+    /// Makes `partition` a follower: its records are admitted against the
+    /// frontier, but it never holds the frontier back. Sparse control
+    /// streams (batch lifecycle events, one every few minutes) are
+    /// followers, so decision latency does not wait for their next event
+    /// or for their idle timeout. While a clock has other partitions, they
+    /// alone move the frontier.
+    pub fn follow(&mut self, partition: PartitionId) {
+        self.partitions.entry(partition).or_default().follower = true;
+    }
+
     /// Records whether the reader of `partition` has caught up with the
     /// newest record available (only caught-up partitions can go idle).
     pub fn set_caught_up(&mut self, partition: PartitionId, caught_up: bool) {
@@ -199,7 +211,12 @@ impl EventClock {
         let mut live_unseen = false;
         let mut live_minimum: Option<EventTimeMs> = None;
         let mut all_maximum: Option<EventTimeMs> = None;
-        for clock in self.partitions.values() {
+        let only_followers = self.partitions.values().all(|clock| clock.follower);
+        for clock in self
+            .partitions
+            .values()
+            .filter(|clock| only_followers || !clock.follower)
+        {
             let watermark = self.watermark_ms(clock);
             if let Some(watermark) = watermark {
                 all_maximum = Some(all_maximum.map_or(watermark, |max| max.max(watermark)));
@@ -285,6 +302,26 @@ mod tests {
             clock.admit(P1, 11_000, 6_000),
             Admission::Late { .. }
         ));
+    }
+
+    #[test]
+    fn followers_never_hold_the_frontier() {
+        let mut clock = clock();
+        clock.follow(P1);
+        clock.admit(P1, 5_000, 0);
+        clock.admit(P0, 30_000, 0);
+        assert_eq!(
+            clock.advance(0),
+            28,
+            "the follower's 3 s watermark does not count"
+        );
+        // Its records behind the frontier are late, as any other.
+        assert!(matches!(clock.admit(P1, 6_000, 0), Admission::Late { .. }));
+        // A clock of followers alone still moves.
+        let mut alone = EventClock::new(EventClockConfig::default(), [P1], 0, 0);
+        alone.follow(P1);
+        alone.admit(P1, 30_000, 0);
+        assert_eq!(alone.advance(0), 28);
     }
 
     #[test]
