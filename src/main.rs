@@ -33,7 +33,14 @@ enum Command {
     /// Generate a deterministic simulated plant to Kafka or files.
     Simulate(scent::simulate::SimulateOptions),
     /// Manage the Kafka topics scent uses.
-    Topics(TopicsArgs),
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Create the topics that do not exist yet.
+    Create(TopicsArgs),
 }
 
 #[derive(Args)]
@@ -98,7 +105,7 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(options) => {
             scent::simulate::run(options).map_err(|e| anyhow::anyhow!(e))?;
         }
-        Command::Topics(args) => {
+        Command::Topics(TopicsCommand::Create(args)) => {
             let settings = scent_kafka::KafkaSettings {
                 brokers: args.kafka,
                 ..Default::default()
