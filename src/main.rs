@@ -116,7 +116,8 @@ fn main() -> anyhow::Result<()> {
                 .build()?
                 .block_on(scent_kafka::admin::create_topics(&settings, &topics))?;
             for topic in topics {
-                println!("{} ({} partitions)", topic.name, topic.partitions);
+                let plural = if topic.partitions == 1 { "" } else { "s" };
+                println!("{} ({} partition{plural})", topic.name, topic.partitions);
             }
         }
     }
