@@ -247,6 +247,7 @@ fn run_worker(
     let mut anomaly_releases: VecDeque<(Epoch, Instant)> = VecDeque::new();
     let mut verdict_releases: VecDeque<(Epoch, Instant)> = VecDeque::new();
     let mut last_report = Instant::now();
+    let mut last_caught_up = Instant::now();
 
     loop {
         if shutdown.load(Ordering::Relaxed) {
@@ -298,8 +299,14 @@ fn run_worker(
                     }
                 }
             }
-            for (partition, caught_up) in source.caught_up() {
-                ingestor.clock_mut().set_caught_up(partition, caught_up);
+            // Idleness is a matter of seconds: refreshing the caught-up
+            // flags ten times a second is plenty, and keeps the source's
+            // bookkeeping off the per-poll path.
+            if last_caught_up.elapsed() >= Duration::from_millis(100) {
+                for (partition, caught_up) in source.caught_up() {
+                    ingestor.clock_mut().set_caught_up(partition, caught_up);
+                }
+                last_caught_up = Instant::now();
             }
             let next = ingestor.clock_mut().advance(now_ms());
             if next > frontier {

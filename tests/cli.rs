@@ -10,35 +10,46 @@ fn scent() -> Command {
     command
 }
 
-#[test]
-fn the_demo_decides_every_batch_as_the_ground_truth_expects_and_writes_its_files() {
-    let dir = tempfile::tempdir().unwrap();
+/// Runs the in-process demo (seed 3, 100,000 readings, as fast as possible)
+/// with `--out dir`, and returns its standard output.
+fn demo_to(dir: &std::path::Path, workers: &str) -> String {
     let output = scent()
-        .args([
-            "demo",
-            "--quiet",
-            "--speed",
-            "0",
-            "--readings",
-            "100000",
-            "--seed",
-            "3",
-        ])
+        .args(["demo", "--quiet", "--speed", "0", "--readings", "100000"])
+        .args(["--seed", "3", "--workers", workers])
         .arg("--out")
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+#[test]
+fn the_demo_decides_every_batch_as_the_ground_truth_expects_and_writes_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = demo_to(dir.path(), "2");
     assert!(
         stdout.contains("decisions match the simulator's ground truth"),
         "{stdout}"
     );
     assert!(stdout.contains("dead letters:"), "{stdout}");
+    // The injected events hold batches, each shown with its reasons and the
+    // event that caused it.
+    let held = stdout
+        .lines()
+        .filter(|line| line.starts_with("  B-"))
+        .count();
+    let injected = stdout
+        .lines()
+        .filter(|line| line.trim_start().starts_with("injected:"))
+        .count();
+    assert!(held >= 3, "{stdout}");
+    assert_eq!(held, injected, "{stdout}");
 
     let actions = std::fs::read_to_string(dir.path().join("actions.jsonl")).unwrap();
     let decided: Vec<serde_json::Value> = actions
@@ -61,25 +72,7 @@ fn the_demo_decides_every_batch_as_the_ground_truth_expects_and_writes_its_files
 
     // The same seed gives byte-identical actions.
     let again = tempfile::tempdir().unwrap();
-    let status = scent()
-        .args([
-            "demo",
-            "--quiet",
-            "--speed",
-            "0",
-            "--readings",
-            "100000",
-            "--seed",
-            "3",
-            "--workers",
-            "1",
-        ])
-        .arg("--out")
-        .arg(again.path())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    demo_to(again.path(), "1");
     assert_eq!(
         std::fs::read(again.path().join("actions.jsonl")).unwrap(),
         actions.as_bytes(),

@@ -65,7 +65,9 @@ pub enum Ingested {
 #[derive(Debug, Clone, Default)]
 pub struct SequenceTracker {
     retain_ms: EventTimeMs,
-    sensors: HashMap<String, RecentSequences>,
+    /// By line, then sensor: looked up with borrowed names, so the check
+    /// of a known sensor allocates nothing.
+    sensors: HashMap<String, HashMap<String, RecentSequences>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -89,8 +91,11 @@ impl SequenceTracker {
     /// Whether `reading` repeats a sequence number its sensor delivered
     /// recently.
     pub fn check(&self, reading: &Reading) -> Result<(), Rejection> {
-        let key = reading.key();
-        match self.sensors.get(&key) {
+        let recent = self
+            .sensors
+            .get(&reading.line)
+            .and_then(|line| line.get(&reading.sensor));
+        match recent {
             Some(recent)
                 if recent
                     .seen
@@ -100,7 +105,7 @@ impl SequenceTracker {
                 Err(Rejection::new(
                     Stage::Duplicate,
                     RejectReason::DuplicateSequence,
-                    format!("{key} already delivered seq {}", reading.seq),
+                    format!("{} already delivered seq {}", reading.key(), reading.seq),
                 ))
             }
             _ => Ok(()),
@@ -109,7 +114,14 @@ impl SequenceTracker {
 
     /// Remembers an admitted reading.
     pub fn record(&mut self, reading: &Reading) {
-        let recent = self.sensors.entry(reading.key()).or_default();
+        let line = match self.sensors.get_mut(&reading.line) {
+            Some(line) => line,
+            None => self.sensors.entry(reading.line.clone()).or_default(),
+        };
+        let recent = match line.get_mut(&reading.sensor) {
+            Some(recent) => recent,
+            None => line.entry(reading.sensor.clone()).or_default(),
+        };
         recent.order.push_back((reading.ts_ms, reading.seq));
         recent.seen.insert(reading.seq, reading.ts_ms);
         recent.newest_ts_ms = recent.newest_ts_ms.max(reading.ts_ms);
@@ -127,7 +139,7 @@ impl SequenceTracker {
 
     /// Number of sensors tracked.
     pub fn len(&self) -> usize {
-        self.sensors.len()
+        self.sensors.values().map(HashMap::len).sum()
     }
 
     /// Whether no sensor is tracked yet.
