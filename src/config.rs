@@ -70,9 +70,10 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Largest number of records a worker ingests per step.
     pub poll_batch: usize,
-    /// Epochs a worker may run ahead of its slowest completed output
-    /// before it stops reading input (backpressure).
-    pub max_epochs_in_flight: u64,
+    /// Records a worker may have admitted into the dataflow whose epochs
+    /// have not completed yet; above this it stops reading input
+    /// (backpressure: unread input waits in Kafka, memory stays bounded).
+    pub max_records_in_flight: usize,
 }
 
 impl Default for EngineConfig {
@@ -80,7 +81,7 @@ impl Default for EngineConfig {
         EngineConfig {
             workers: 2,
             poll_batch: 4_096,
-            max_epochs_in_flight: 600,
+            max_records_in_flight: 100_000,
         }
     }
 }
@@ -237,9 +238,9 @@ impl Config {
         if self.engine.poll_batch == 0 {
             return Err(invalid("engine.poll_batch", "must be at least 1".into()));
         }
-        if self.engine.max_epochs_in_flight == 0 {
+        if self.engine.max_records_in_flight == 0 {
             return Err(invalid(
-                "engine.max_epochs_in_flight",
+                "engine.max_records_in_flight",
                 "must be at least 1".into(),
             ));
         }

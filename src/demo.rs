@@ -392,6 +392,11 @@ impl OutputSink for TeeSink {
         self.copy.emit(output)
     }
 
+    fn commit(&mut self) -> Result<(), BoxError> {
+        self.inner.commit()?;
+        self.copy.commit()
+    }
+
     fn finish(&mut self) -> Result<(), BoxError> {
         self.inner.finish()?;
         self.copy.finish()

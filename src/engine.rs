@@ -6,18 +6,25 @@
 use crate::api::metrics::EngineMetrics;
 use crate::api::{self, Health};
 use crate::config::Config;
+use crate::sinks::MeteredKafkaSink;
 use crate::runtime::{
     self, BoxError, OutputSink, RecordSource, RuntimeConfig, SinkFactory, SourceFactory,
 };
 use prometheus_client::registry::Registry;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use scent_kafka::admin::partition_count;
-use scent_kafka::sink::KafkaEpochSink;
+use scent_kafka::progress::read_committed_progress;
+use scent_kafka::settings::StartFrom;
+use scent_kafka::sink::{KafkaEpochSink, Resume};
 use scent_kafka::source::KafkaSource;
-use scent_kafka::KafkaSettings;
+use scent_kafka::{Delivery, KafkaSettings};
+use scent_operators::event_clock::Epoch;
 use scent_operators::model::InputStream;
+use scent_operators::source_progress::{PartitionPosition, SourceAdvance};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The input topics with their partition counts, as the source needs them.
 pub fn input_partitions(
@@ -40,20 +47,122 @@ pub fn input_partitions(
     ])
 }
 
-/// Source and sink factories for Kafka.
-pub fn kafka_factories(settings: &KafkaSettings) -> Result<(SourceFactory, SinkFactory), BoxError> {
+/// A run of the dataflow over Kafka, ready to start: sources positioned at
+/// the origin, the sink fenced and resumed, the replay script loaded.
+pub struct Prepared {
+    /// Sources of the workers.
+    pub sources: SourceFactory,
+    /// The sink (worker 0's only).
+    pub sinks: SinkFactory,
+    /// Committed source advances to replay, by worker.
+    pub replay: Arc<BTreeMap<usize, Vec<SourceAdvance>>>,
+    /// Epochs below this one were committed by an earlier run.
+    pub resume_frontier: Epoch,
+}
+
+/// A condition no restart can fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Fatal(pub String);
+
+/// Prepares a run over Kafka with `workers` workers: connects the sink
+/// (fencing any older engine with the same group), reads the committed
+/// progress, and positions the sources to replay it.
+pub fn prepare(
+    settings: &KafkaSettings,
+    workers: usize,
+    metrics: &EngineMetrics,
+) -> Result<Prepared, BoxError> {
     let inputs = input_partitions(settings)?;
+    let mut sink = KafkaEpochSink::new(settings, workers)?;
+    let wait = Duration::from_millis(settings.transaction_timeout_ms);
+    let committed = match settings.delivery {
+        Delivery::ExactlyOnce => read_committed_progress(settings, wait)?,
+        Delivery::AtLeastOnce => None,
+    }
+    .unwrap_or_default();
+    if committed.transactions > 0 && committed.workers != workers {
+        return Err(Box::new(Fatal(format!(
+            "the committed progress on `{}` was made by {} workers; restart with \
+             --workers {} (changing the worker count needs a new group id)",
+            settings.topics.progress, committed.workers, committed.workers
+        ))));
+    }
+    let origin = resolve_origin(settings, &inputs, &committed.origin)?;
+    if committed.transactions > 0 {
+        tracing::info!(
+            frontier = committed.frontier,
+            transactions = committed.transactions,
+            "resuming after committed progress"
+        );
+    }
+    sink.resume(Resume {
+        frontier: committed.frontier,
+        workers,
+        origin: origin
+            .iter()
+            .map(|((topic, partition), next_offset)| PartitionPosition {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next_offset,
+            })
+            .collect(),
+    });
     let source_settings = settings.clone();
     let sources: SourceFactory = Arc::new(move |worker, peers| {
-        let source = KafkaSource::new(&source_settings, &inputs, worker, peers)?;
+        let source = KafkaSource::new(&source_settings, &inputs, worker, peers, &origin)?;
         Ok(Box::new(source) as Box<dyn RecordSource>)
     });
-    let sink_settings = settings.clone();
-    let sinks: SinkFactory = Arc::new(move |worker| {
-        let sink = KafkaEpochSink::new(&sink_settings, worker)?;
+    let sink = Mutex::new(Some(MeteredKafkaSink::new(sink, metrics.clone())));
+    let sinks: SinkFactory = Arc::new(move |_worker| {
+        let sink = sink
+            .lock()
+            .expect("sink lock")
+            .take()
+            .ok_or("the Kafka sink of a run is created once")?;
         Ok(Box::new(sink) as Box<dyn OutputSink>)
     });
-    Ok((sources, sinks))
+    Ok(Prepared {
+        sources,
+        sinks,
+        replay: Arc::new(committed.advances),
+        resume_frontier: committed.frontier,
+    })
+}
+
+/// The offset every input partition is read from: where the committed run
+/// began, or, for partitions it never read, the oldest or newest retained
+/// offset. Replay needs the committed origin to still be retained.
+fn resolve_origin(
+    settings: &KafkaSettings,
+    inputs: &[(InputStream, String, i32)],
+    committed: &BTreeMap<(String, i32), i64>,
+) -> Result<BTreeMap<(String, i32), i64>, BoxError> {
+    let consumer: BaseConsumer = settings.client_config().create()?;
+    let mut origin = BTreeMap::new();
+    for (_, topic, partitions) in inputs {
+        for partition in 0..*partitions {
+            let (low, high) =
+                consumer.fetch_watermarks(topic, partition, Duration::from_secs(30))?;
+            let key = (topic.clone(), partition);
+            let start = match committed.get(&key) {
+                Some(&start) if start < low => {
+                    return Err(Box::new(Fatal(format!(
+                        "{topic}/{partition}: the input from offset {start}, which the \
+                         committed state was built from, is no longer retained (oldest \
+                         offset {low}); state cannot be rebuilt exactly"
+                    ))))
+                }
+                Some(&start) => start,
+                None => match settings.start_from {
+                    StartFrom::Earliest => low,
+                    StartFrom::Latest => high,
+                },
+            };
+            origin.insert(key, start);
+        }
+    }
+    Ok(origin)
 }
 
 /// Runs the engine with `config` until a shutdown signal.
@@ -112,19 +221,13 @@ pub fn run(config: Config) -> Result<(), BoxError> {
         });
     }
 
-    let (sources, sinks) = kafka_factories(&config.kafka)?;
     tracing::info!(
         workers = config.engine.workers,
         brokers = %config.kafka.brokers,
+        delivery = ?config.kafka.delivery,
         "engine starting"
     );
-    let result = runtime::run(
-        RuntimeConfig::from_config(&config),
-        sources,
-        sinks,
-        metrics,
-        Arc::clone(&shutdown),
-    );
+    let result = run_with_restarts(&config, &metrics, &shutdown);
     if let Err(error) = &result {
         health.fail(error.to_string());
     }
@@ -132,6 +235,51 @@ pub fn run(config: Config) -> Result<(), BoxError> {
     tokio.shutdown_timeout(Duration::from_secs(10));
     tracing::info!("engine stopped");
     Ok(result?)
+}
+
+/// Runs the dataflow until shutdown; after a failure (a broker outage, a
+/// fenced or aborted transaction) recovers from the committed progress and
+/// runs again, backing off from 0.5 s to 10 s. Only [`Fatal`] conditions
+/// end the engine.
+fn run_with_restarts(
+    config: &Config,
+    metrics: &EngineMetrics,
+    shutdown: &Arc<AtomicBool>,
+) -> Result<(), BoxError> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let started = Instant::now();
+        let outcome = prepare(&config.kafka, config.engine.workers, metrics).and_then(|prepared| {
+            let mut runtime = RuntimeConfig::from_config(config);
+            runtime.replay = prepared.replay;
+            runtime::run(
+                runtime,
+                prepared.sources,
+                prepared.sinks,
+                metrics.clone(),
+                Arc::clone(shutdown),
+            )
+            .map_err(BoxError::from)
+        });
+        let error = match outcome {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is::<Fatal>() => return Err(error),
+            Err(error) => error,
+        };
+        if shutdown.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_millis(500);
+        }
+        tracing::error!(%error, retry_in = ?backoff, "engine failed; recovering from committed progress");
+        metrics.engine_restarts.inc();
+        let deadline = Instant::now() + backoff;
+        while Instant::now() < deadline && !shutdown.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
 }
 
 async fn wait_for_signal() {

@@ -29,6 +29,7 @@ use scent_operators::epoch_sink::{EpochOutput, EpochSink};
 use scent_operators::event_clock::{Epoch, EventClock, EventClockConfig, PartitionId};
 use scent_operators::ingest::{Ingested, Ingestor};
 use scent_operators::model::RawRecord;
+use scent_operators::source_progress::{PartitionPosition, ReplayScript, SourceAdvance};
 use scent_operators::validate::ValidationRules;
 use scent_operators::wire::DecodeLimits;
 use std::cell::RefCell;
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::UnorderedInput;
+use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::{Inspect, Probe};
 
 /// Errors of sources and sinks, boxed.
@@ -84,6 +86,9 @@ pub trait RecordSource {
     fn followers(&self) -> Vec<PartitionId> {
         Vec::new()
     }
+    /// Every partition as `(clock id, topic, offset of the first record
+    /// this source will deliver)`.
+    fn start_positions(&self) -> Vec<(PartitionId, String, i64)>;
     /// Whether each partition has been read to its current end.
     fn caught_up(&self) -> Vec<(PartitionId, bool)>;
     /// Whether the input is finite and fully read.
@@ -96,6 +101,11 @@ pub trait RecordSource {
 pub trait OutputSink {
     /// Writes one completed epoch.
     fn emit(&mut self, output: &EpochOutput) -> Result<(), BoxError>;
+    /// Makes everything emitted so far durable and visible as one unit
+    /// (a transactional sink commits here). Called after every step.
+    fn commit(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
     /// Flushes everything written so far.
     fn finish(&mut self) -> Result<(), BoxError>;
 }
@@ -114,8 +124,9 @@ pub struct RuntimeConfig {
     pub workers: usize,
     /// Records per poll.
     pub poll_batch: usize,
-    /// Backpressure threshold in epochs.
-    pub max_epochs_in_flight: u64,
+    /// Backpressure threshold: records admitted whose epochs are not
+    /// complete.
+    pub max_records_in_flight: usize,
     /// Event clock.
     pub clock: EventClockConfig,
     /// Decode limits.
@@ -124,6 +135,9 @@ pub struct RuntimeConfig {
     pub rules: ValidationRules,
     /// The dataflow's operators.
     pub quality_control: QualityControlConfig,
+    /// Committed source advances to replay, by worker (empty on a fresh
+    /// start).
+    pub replay: Arc<BTreeMap<usize, Vec<SourceAdvance>>>,
 }
 
 impl RuntimeConfig {
@@ -132,11 +146,12 @@ impl RuntimeConfig {
         RuntimeConfig {
             workers: config.engine.workers,
             poll_batch: config.engine.poll_batch,
-            max_epochs_in_flight: config.engine.max_epochs_in_flight,
+            max_records_in_flight: config.engine.max_records_in_flight,
             clock: config.time,
             limits: config.ingest.limits(),
             rules: config.ingest.validation.clone(),
             quality_control: config.quality_control.clone(),
+            replay: Arc::default(),
         }
     }
 }
@@ -177,6 +192,134 @@ pub fn run(
     first_error.map_or(Ok(()), Err)
 }
 
+/// What a worker's source feeds into the dataflow.
+#[derive(Debug, Clone)]
+enum SourceItem {
+    /// A record through the ingest stages.
+    Ingested(Ingested),
+    /// A move of the source's capability, for the progress record.
+    Advance(SourceAdvance),
+}
+
+/// The input side of one worker: ingest stages, positions per partition,
+/// the replay script and records read ahead of it.
+struct WorkerInput {
+    worker: usize,
+    ingestor: Ingestor,
+    /// `(clock id, topic, next offset to ingest)` of every partition.
+    positions: Vec<(PartitionId, String, i64)>,
+    script: ReplayScript,
+    /// Records read past the next scripted advance, in arrival order.
+    held: VecDeque<(PartitionId, RawRecord)>,
+    /// Ingested items not yet given to the dataflow, by epoch.
+    by_epoch: BTreeMap<Epoch, Vec<SourceItem>>,
+    /// Frontier moves not yet timed through the dataflow, with the
+    /// records sent before each.
+    released: Vec<(Epoch, Instant, usize)>,
+    /// Records given to the dataflow since the last frontier move.
+    sent_since_move: usize,
+}
+
+impl WorkerInput {
+    fn ingest(
+        &mut self,
+        partition: PartitionId,
+        record: RawRecord,
+        now_ms: u64,
+        metrics: &EngineMetrics,
+    ) {
+        if let Some(position) = self.positions.iter_mut().find(|(id, _, _)| *id == partition) {
+            position.2 = position.2.max(record.source.offset + 1);
+        }
+        metrics.records_in.inc();
+        let frontier = self.ingestor.clock().frontier();
+        let ingested = self.ingestor.ingest(record, partition, now_ms);
+        let epoch = match &ingested {
+            Ingested::Reading { epoch, .. } => {
+                metrics.readings_in.inc();
+                *epoch
+            }
+            Ingested::Batch { epoch, .. } => {
+                metrics.batch_events_in.inc();
+                *epoch
+            }
+            Ingested::Rejected(letter) => {
+                metrics.reject(letter.rejection.stage, letter.rejection.reason);
+                frontier
+            }
+        };
+        self.by_epoch
+            .entry(epoch)
+            .or_default()
+            .push(SourceItem::Ingested(ingested));
+    }
+
+    /// Ingests `polled` (and records held from earlier polls) as far as the
+    /// replay script allows, replaying every scripted frontier move that
+    /// becomes due; `move_to` gives each move to the dataflow.
+    fn ingest_polled(
+        &mut self,
+        polled: &mut Vec<(PartitionId, RawRecord)>,
+        now_ms: u64,
+        metrics: &EngineMetrics,
+        mut move_to: impl FnMut(&mut Self, Epoch),
+    ) {
+        if self.script.is_done() && self.held.is_empty() {
+            for (partition, record) in polled.drain(..) {
+                self.ingest(partition, record, now_ms, metrics);
+            }
+            return;
+        }
+        self.held.extend(polled.drain(..));
+        loop {
+            let mut waiting = VecDeque::with_capacity(self.held.len());
+            while let Some((partition, record)) = self.held.pop_front() {
+                // Records of one partition stay in offset order: once one
+                // waits, the rest of its partition waits behind it.
+                let blocked = waiting.iter().any(|(id, _)| *id == partition);
+                if !blocked && self.script.admits(partition, record.source.offset) {
+                    self.ingest(partition, record, now_ms, metrics);
+                } else {
+                    waiting.push_back((partition, record));
+                }
+            }
+            self.held = waiting;
+            let positions = &self.positions;
+            let due = self.script.take_due(|partition| {
+                positions
+                    .iter()
+                    .find(|(id, _, _)| *id == partition)
+                    .map_or(0, |(_, _, next)| *next)
+            });
+            match due {
+                Some(to) => {
+                    self.ingestor.clock_mut().force_frontier(to);
+                    move_to(self, to);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The advance record of a move from `from` to `to`.
+    fn advance(&self, from: Epoch, to: Epoch) -> SourceAdvance {
+        SourceAdvance {
+            worker: self.worker,
+            from,
+            to,
+            positions: self
+                .positions
+                .iter()
+                .map(|(id, topic, next)| PartitionPosition {
+                    topic: topic.clone(),
+                    partition: id.1,
+                    next_offset: *next,
+                })
+                .collect(),
+        }
+    }
+}
+
 fn run_worker(
     worker: &mut timely::worker::Worker,
     config: &RuntimeConfig,
@@ -195,7 +338,11 @@ fn run_worker(
         message: error.to_string(),
     };
     let mut source = sources(index, worker.peers()).map_err(source_error)?;
-    let sink = Rc::new(RefCell::new(sinks(index).map_err(sink_error)?));
+    // Every output is routed to worker 0, the only one with a sink.
+    let sink = match index {
+        0 => Some(Rc::new(RefCell::new(sinks(index).map_err(sink_error)?))),
+        _ => None,
+    };
     let failed_emit: Rc<RefCell<Option<BoxError>>> = Rc::default();
 
     let started = Instant::now();
@@ -205,16 +352,47 @@ fn run_worker(
     for follower in source.followers() {
         clock.follow(follower);
     }
-    let mut ingestor = Ingestor::new(config.limits, config.rules.clone(), clock);
+    let positions = source.start_positions();
+    let script = {
+        let advances = config.replay.get(&index).cloned().unwrap_or_default();
+        ReplayScript::new(advances, |topic, partition| {
+            positions
+                .iter()
+                .find(|(id, name, _)| name == topic && id.1 == partition)
+                .map(|(id, _, _)| *id)
+        })
+        .map_err(|error| source_error(error.into()))?
+    };
+    if !script.is_empty() {
+        tracing::info!(
+            worker = index,
+            advances = script.len(),
+            "replaying committed source progress"
+        );
+    }
+    let mut reader = WorkerInput {
+        worker: index,
+        ingestor: Ingestor::new(config.limits, config.rules.clone(), clock),
+        positions,
+        script,
+        held: VecDeque::new(),
+        by_epoch: BTreeMap::new(),
+        released: Vec::new(),
+        sent_since_move: 0,
+    };
 
     let (mut input, capability, anomaly_probe, verdict_probe) = {
-        let sink = Rc::clone(&sink);
+        let sink = sink.clone();
         let failed_emit = Rc::clone(&failed_emit);
         let metrics = metrics.clone();
         let qc_config = config.quality_control.clone();
         worker.dataflow::<Epoch, _, _>(move |scope| {
-            let ((input, capability), ingested) =
-                scope.new_unordered_input::<CapacityContainerBuilder<Vec<Ingested>>>();
+            let ((input, capability), items) =
+                scope.new_unordered_input::<CapacityContainerBuilder<Vec<SourceItem>>>();
+            let (ingested, advances) = items.ok_err(|item| match item {
+                SourceItem::Ingested(ingested) => Ok(ingested),
+                SourceItem::Advance(advance) => Err(advance),
+            });
             let flow = quality_control(ingested, &qc_config);
             let anomaly_metrics = metrics.clone();
             let (anomaly_probe, _) = flow
@@ -222,20 +400,24 @@ fn run_worker(
                 .inspect(move |anomaly| anomaly_metrics.anomaly(anomaly.rule))
                 .probe();
             let (verdict_probe, _) = flow.actions.inner.clone().probe();
-            flow.actions.epoch_sink(flow.dead_letters, move |output| {
-                if failed_emit.borrow().is_some() {
-                    return;
-                }
-                let begun = Instant::now();
-                if let Err(error) = sink.borrow_mut().emit(&output) {
-                    *failed_emit.borrow_mut() = Some(error);
-                    return;
-                }
-                metrics.observe_latency(LatencyStage::sink, begun.elapsed().as_secs_f64());
-                for action in &output.actions {
-                    metrics.action(action);
-                }
-            });
+            flow.actions
+                .epoch_sink(flow.dead_letters, advances, move |output| {
+                    let Some(sink) = &sink else {
+                        return;
+                    };
+                    if failed_emit.borrow().is_some() {
+                        return;
+                    }
+                    let begun = Instant::now();
+                    if let Err(error) = sink.borrow_mut().emit(&output) {
+                        *failed_emit.borrow_mut() = Some(error);
+                        return;
+                    }
+                    metrics.observe_latency(LatencyStage::sink, begun.elapsed().as_secs_f64());
+                    for action in &output.actions {
+                        metrics.action(action);
+                    }
+                });
             (input, capability, anomaly_probe, verdict_probe)
         })
     };
@@ -243,11 +425,11 @@ fn run_worker(
     // A worker without partitions must not hold the frontier back.
     let mut capability = (!partitions.is_empty()).then_some(capability);
     let mut polled = Vec::with_capacity(config.poll_batch);
-    let mut by_epoch: BTreeMap<Epoch, Vec<Ingested>> = BTreeMap::new();
     let mut anomaly_releases: VecDeque<(Epoch, Instant)> = VecDeque::new();
     let mut verdict_releases: VecDeque<(Epoch, Instant)> = VecDeque::new();
     let mut last_report = Instant::now();
     let mut last_caught_up = Instant::now();
+    let mut in_flight = InFlight::default();
 
     loop {
         if shutdown.load(Ordering::Relaxed) {
@@ -259,68 +441,47 @@ fn run_worker(
         }
         let mut received = 0;
         if let Some(cap) = capability.as_mut() {
-            let frontier = *cap.time();
-            let lagging =
-                verdict_probe.less_than(&frontier.saturating_sub(config.max_epochs_in_flight));
-            if lagging {
+            if in_flight.records >= config.max_records_in_flight {
                 metrics.backpressure_pauses.inc();
-                ingestor.clock_mut().hold_idleness(now_ms());
+                reader.ingestor.clock_mut().hold_idleness(now_ms());
             } else {
                 polled.clear();
                 received = source
                     .poll_into(config.poll_batch, &mut polled)
                     .map_err(source_error)?;
                 let now = now_ms();
-                for (partition, record) in polled.drain(..) {
-                    metrics.records_in.inc();
-                    let ingested = ingestor.ingest(record, partition, now);
-                    let epoch = match &ingested {
-                        Ingested::Reading { epoch, .. } => {
-                            metrics.readings_in.inc();
-                            *epoch
-                        }
-                        Ingested::Batch { epoch, .. } => {
-                            metrics.batch_events_in.inc();
-                            *epoch
-                        }
-                        Ingested::Rejected(letter) => {
-                            metrics.reject(letter.rejection.stage, letter.rejection.reason);
-                            frontier
-                        }
-                    };
-                    by_epoch.entry(epoch).or_default().push(ingested);
-                }
-                if !by_epoch.is_empty() {
-                    let mut handle = input.activate();
-                    for (epoch, items) in std::mem::take(&mut by_epoch) {
-                        handle
-                            .session(&cap.delayed(&epoch))
-                            .give_iterator(items.into_iter());
+                reader.ingest_polled(&mut polled, now, metrics, |reader, to| {
+                    move_capability(reader, &mut input, cap, to, index, metrics);
+                });
+            }
+            if reader.script.is_done() {
+                // Idleness is a matter of seconds: refreshing the caught-up
+                // flags ten times a second is plenty, and keeps the
+                // source's bookkeeping off the per-poll path.
+                if last_caught_up.elapsed() >= Duration::from_millis(100) {
+                    for (partition, caught_up) in source.caught_up() {
+                        reader
+                            .ingestor
+                            .clock_mut()
+                            .set_caught_up(partition, caught_up);
                     }
+                    last_caught_up = Instant::now();
                 }
+                let next = reader.ingestor.clock_mut().advance(now_ms());
+                move_capability(&mut reader, &mut input, cap, next, index, metrics);
             }
-            // Idleness is a matter of seconds: refreshing the caught-up
-            // flags ten times a second is plenty, and keeps the source's
-            // bookkeeping off the per-poll path.
-            if last_caught_up.elapsed() >= Duration::from_millis(100) {
-                for (partition, caught_up) in source.caught_up() {
-                    ingestor.clock_mut().set_caught_up(partition, caught_up);
-                }
-                last_caught_up = Instant::now();
-            }
-            let next = ingestor.clock_mut().advance(now_ms());
-            if next > frontier {
-                cap.downgrade(&next);
-                let released = Instant::now();
-                anomaly_releases.push_back((next, released));
-                verdict_releases.push_back((next, released));
-                if index == 0 {
-                    metrics.frontier_epoch.set(next as i64);
-                }
-            }
-            if source.finished() {
+            if source.finished() && reader.held.is_empty() {
+                flush_items(&mut reader, &mut input, cap);
                 capability = None;
             }
+        }
+        for cap in capability.iter_mut() {
+            flush_items(&mut reader, &mut input, cap);
+        }
+        for (epoch, at, sent) in reader.released.drain(..) {
+            anomaly_releases.push_back((epoch, at));
+            verdict_releases.push_back((epoch, at));
+            in_flight.moved(epoch, sent);
         }
 
         let park = if received == 0 {
@@ -329,7 +490,13 @@ fn run_worker(
             Duration::ZERO
         };
         worker.step_or_park(Some(park));
+        if let Some(sink) = &sink {
+            if failed_emit.borrow().is_none() {
+                sink.borrow_mut().commit().map_err(sink_error)?;
+            }
+        }
 
+        in_flight.complete(|epoch| verdict_probe.less_than(epoch));
         observe_releases(
             &mut anomaly_releases,
             |e| anomaly_probe.less_than(e),
@@ -357,8 +524,87 @@ fn run_worker(
     if let Some(error) = failed_emit.borrow_mut().take() {
         return Err(sink_error(error));
     }
-    let mut sink = sink.borrow_mut();
-    sink.finish().map_err(sink_error)
+    match sink {
+        Some(sink) => sink.borrow_mut().finish().map_err(sink_error),
+        None => Ok(()),
+    }
+}
+
+type SourceInput = timely::dataflow::operators::core::unordered_input::UnorderedHandle<
+    Epoch,
+    CapacityContainerBuilder<Vec<SourceItem>>,
+>;
+type SourceCapability = timely::dataflow::operators::ActivateCapability<Epoch>;
+
+/// Gives the items ingested so far to the dataflow, each at its epoch.
+fn flush_items(reader: &mut WorkerInput, input: &mut SourceInput, cap: &SourceCapability) {
+    if reader.by_epoch.is_empty() {
+        return;
+    }
+    let mut handle = input.activate();
+    for (epoch, items) in std::mem::take(&mut reader.by_epoch) {
+        reader.sent_since_move += items.len();
+        handle
+            .session(&cap.delayed(&epoch))
+            .give_iterator(items.into_iter());
+    }
+}
+
+/// Moves the source capability to `to`, if that is forward: first gives
+/// everything ingested before the move to the dataflow, then the advance
+/// record (at the old frontier, so it commits with what it describes).
+fn move_capability(
+    reader: &mut WorkerInput,
+    input: &mut SourceInput,
+    cap: &mut SourceCapability,
+    to: Epoch,
+    index: usize,
+    metrics: &EngineMetrics,
+) {
+    let from = *cap.time();
+    if to <= from {
+        return;
+    }
+    let advance = reader.advance(from, to);
+    reader
+        .by_epoch
+        .entry(from)
+        .or_default()
+        .push(SourceItem::Advance(advance));
+    flush_items(reader, input, cap);
+    cap.downgrade(&to);
+    let sent = std::mem::take(&mut reader.sent_since_move);
+    reader.released.push((to, Instant::now(), sent));
+    if index == 0 {
+        metrics.frontier_epoch.set(to as i64);
+    }
+}
+
+/// Records sent into the dataflow whose epochs have not completed: the
+/// measure of backpressure.
+#[derive(Debug, Default)]
+struct InFlight {
+    /// `(frontier after a move, records sent before it)`, oldest first.
+    moves: VecDeque<(Epoch, usize)>,
+    records: usize,
+}
+
+impl InFlight {
+    fn moved(&mut self, to: Epoch, sent: usize) {
+        self.moves.push_back((to, sent));
+        self.records += sent;
+    }
+
+    /// Forgets the records of every move the output has passed.
+    fn complete(&mut self, output_before: impl Fn(&Epoch) -> bool) {
+        while let Some(&(to, sent)) = self.moves.front() {
+            if output_before(&to) {
+                break;
+            }
+            self.records -= sent;
+            self.moves.pop_front();
+        }
+    }
 }
 
 /// Drops every dataflow of `worker` without completing its open epochs.

@@ -4,7 +4,6 @@
 
 use crate::api::metrics::EngineMetrics;
 use crate::demo::{engine_config, run_with_progress, DemoOptions, DemoReport, TeeSink};
-use crate::engine::kafka_factories;
 use crate::runtime::{BoxError, OutputSink, SinkFactory};
 use crate::sim::{Plant, SimConfig, SimRecord};
 use crate::sinks::Collected;
@@ -63,6 +62,7 @@ pub fn prefixed_topics(prefix: &str) -> Topics {
         batches: format!("{prefix}{}", defaults.batches),
         actions: format!("{prefix}{}", defaults.actions),
         dead_letters: format!("{prefix}{}", defaults.dead_letters),
+        progress: format!("{prefix}{}", defaults.progress),
     }
 }
 
@@ -268,7 +268,8 @@ pub fn run_demo_through_kafka(
     let mut registry = Registry::with_prefix("scent");
     let metrics = EngineMetrics::register(&mut registry);
     let collected = Collected::default();
-    let (sources, kafka_sinks) = kafka_factories(&config.kafka)?;
+    let prepared = crate::engine::prepare(&config.kafka, config.engine.workers, &metrics)?;
+    let (sources, kafka_sinks) = (prepared.sources, prepared.sinks);
     let copy = collected.clone();
     let sinks: SinkFactory = Arc::new(move |worker| {
         Ok(Box::new(TeeSink {

@@ -2,7 +2,8 @@
 
 use crate::runtime::{BoxError, OutputSink};
 use scent_kafka::codec::encode_action;
-use scent_kafka::sink::KafkaEpochSink;
+use crate::api::metrics::EngineMetrics;
+use scent_kafka::sink::{KafkaEpochSink, SinkCounts};
 use scent_operators::epoch_sink::EpochOutput;
 use scent_operators::model::{Action, DeadLetter};
 use std::fs::File;
@@ -11,13 +12,52 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-impl OutputSink for KafkaEpochSink {
+/// The Kafka sink, reporting what it does to the engine's metrics.
+pub struct MeteredKafkaSink {
+    sink: KafkaEpochSink,
+    metrics: EngineMetrics,
+    reported: SinkCounts,
+}
+
+impl MeteredKafkaSink {
+    /// Wraps `sink`.
+    pub fn new(sink: KafkaEpochSink, metrics: EngineMetrics) -> Self {
+        MeteredKafkaSink {
+            sink,
+            metrics,
+            reported: SinkCounts::default(),
+        }
+    }
+
+    fn report(&mut self) {
+        let counts = self.sink.counts();
+        self.metrics
+            .transactions
+            .inc_by(counts.transactions - self.reported.transactions);
+        self.metrics
+            .suppressed_epochs
+            .inc_by(counts.suppressed_epochs - self.reported.suppressed_epochs);
+        self.reported = counts;
+    }
+}
+
+impl OutputSink for MeteredKafkaSink {
     fn emit(&mut self, output: &EpochOutput) -> Result<(), BoxError> {
-        Ok(KafkaEpochSink::emit(self, output)?)
+        self.sink.emit(output)?;
+        self.report();
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), BoxError> {
+        self.sink.commit(false)?;
+        self.report();
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {
-        Ok(self.flush(Duration::from_secs(30))?)
+        self.sink.flush(Duration::from_secs(30))?;
+        self.report();
+        Ok(())
     }
 }
 

@@ -38,6 +38,10 @@ impl RecordSource for KafkaSource {
             .collect()
     }
 
+    fn start_positions(&self) -> Vec<(PartitionId, String, i64)> {
+        KafkaSource::start_positions(self)
+    }
+
     fn caught_up(&self) -> Vec<(PartitionId, bool)> {
         KafkaSource::caught_up(self).into_iter().collect()
     }
@@ -166,6 +170,13 @@ impl RecordSource for PlantSource {
             }
         }
         Ok(appended)
+    }
+
+    fn start_positions(&self) -> Vec<(PartitionId, String, i64)> {
+        self.lines
+            .iter()
+            .map(|line| ((0, line.partition), self.topics.readings.clone(), 0))
+            .collect()
     }
 
     fn caught_up(&self) -> Vec<(PartitionId, bool)> {

@@ -16,6 +16,8 @@ pub struct TopicSpec {
     pub name: String,
     /// Number of partitions.
     pub partitions: i32,
+    /// Topic configuration entries, e.g. `("retention.ms", "-1")`.
+    pub config: Vec<(&'static str, &'static str)>,
 }
 
 /// Creates the topics that do not exist yet (replication factor 1 for a
@@ -30,7 +32,12 @@ pub async fn create_topics(
         .map_err(|error| KafkaError::Config(error.to_string()))?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|topic| NewTopic::new(&topic.name, topic.partitions, TopicReplication::Fixed(1)))
+        .map(|topic| {
+            topic.config.iter().fold(
+                NewTopic::new(&topic.name, topic.partitions, TopicReplication::Fixed(1)),
+                |new, (key, value)| new.set(key, value),
+            )
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
@@ -52,24 +59,27 @@ pub async fn create_topics(
 }
 
 /// The default topics of scent with the given readings partition count.
+/// The progress topic has one partition and keeps every record: a restart
+/// reads it whole (see [`crate::progress`]).
 pub fn default_topics(settings: &KafkaSettings, readings_partitions: i32) -> Vec<TopicSpec> {
     let topics = &settings.topics;
+    let spec = |name: &String, partitions| TopicSpec {
+        name: name.clone(),
+        partitions,
+        config: Vec::new(),
+    };
     vec![
+        spec(&topics.readings, readings_partitions),
+        spec(&topics.batches, 1),
+        spec(&topics.actions, readings_partitions),
+        spec(&topics.dead_letters, 1),
         TopicSpec {
-            name: topics.readings.clone(),
-            partitions: readings_partitions,
-        },
-        TopicSpec {
-            name: topics.batches.clone(),
-            partitions: 1,
-        },
-        TopicSpec {
-            name: topics.actions.clone(),
-            partitions: readings_partitions,
-        },
-        TopicSpec {
-            name: topics.dead_letters.clone(),
-            partitions: 1,
+            config: vec![
+                ("cleanup.policy", "delete"),
+                ("retention.ms", "-1"),
+                ("retention.bytes", "-1"),
+            ],
+            ..spec(&topics.progress, 1)
         },
     ]
 }

@@ -82,6 +82,69 @@ impl RecordProducer {
         })
     }
 
+    /// Creates a transactional producer with a stable `transactional_id`
+    /// (idempotence implied). Call [`RecordProducer::init_transactions`]
+    /// before the first transaction.
+    pub fn transactional(
+        settings: &KafkaSettings,
+        transactional_id: &str,
+    ) -> Result<Self, KafkaError> {
+        let context = FailureContext::default();
+        let first_failure = Arc::clone(&context.first_failure);
+        let producer = settings
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("transactional.id", transactional_id)
+            .set(
+                "transaction.timeout.ms",
+                settings.transaction_timeout_ms.to_string(),
+            )
+            .set("linger.ms", "1")
+            .set("compression.type", "lz4")
+            .create_with_context(context)
+            .map_err(|error| KafkaError::Config(error.to_string()))?;
+        Ok(RecordProducer {
+            producer,
+            first_failure,
+        })
+    }
+
+    /// Registers the transactional id with the broker: completes or aborts
+    /// whatever an earlier producer with this id left open and fences it.
+    pub fn init_transactions(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer
+            .init_transactions(timeout)
+            .map_err(|error| KafkaError::broker("init transactions", error))
+    }
+
+    /// Opens a transaction.
+    pub fn begin_transaction(&self) -> Result<(), KafkaError> {
+        self.producer
+            .begin_transaction()
+            .map_err(|error| KafkaError::broker("begin transaction", error))
+    }
+
+    /// Adds consumer-group offsets (next offsets to read) to the open
+    /// transaction.
+    pub fn send_offsets_to_transaction(
+        &self,
+        offsets: &rdkafka::TopicPartitionList,
+        group: &rdkafka::consumer::ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        self.producer
+            .send_offsets_to_transaction(offsets, group, timeout)
+            .map_err(|error| KafkaError::broker("send offsets to transaction", error))
+    }
+
+    /// Commits the open transaction, flushing everything queued in it.
+    pub fn commit_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer
+            .commit_transaction(timeout)
+            .map_err(|error| KafkaError::broker("commit transaction", error))?;
+        self.take_failure().map_or(Ok(()), Err)
+    }
+
     /// The first delivery failure since the last call, if any.
     pub fn take_failure(&self) -> Option<KafkaError> {
         let failure = self.first_failure.lock().expect("failure lock").take();

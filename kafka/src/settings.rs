@@ -16,6 +16,9 @@ pub struct Topics {
     pub actions: String,
     /// Rejected input records (output).
     pub dead_letters: String,
+    /// What the engine has committed, and from where it replays (one
+    /// partition, infinite retention).
+    pub progress: String,
 }
 
 impl Default for Topics {
@@ -25,6 +28,7 @@ impl Default for Topics {
             batches: "scent.batches".into(),
             actions: "scent.actions".into(),
             dead_letters: "scent.readings.dlq".into(),
+            progress: "scent.progress".into(),
         }
     }
 }
@@ -40,6 +44,18 @@ pub enum StartFrom {
     Latest,
 }
 
+/// The delivery guarantee of the output topics (see [`crate::sink`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Transactions with progress records; restarts suppress what was
+    /// committed and continue with identical output.
+    ExactlyOnce,
+    /// Idempotent producer only; restarts re-send regenerated output,
+    /// which consumers deduplicate by action id.
+    AtLeastOnce,
+}
+
 /// Kafka connection settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +68,15 @@ pub struct KafkaSettings {
     pub topics: Topics,
     /// Where to start reading.
     pub start_from: StartFrom,
+    /// Delivery guarantee of the output topics.
+    pub delivery: Delivery,
+    /// Least time between two output transactions; 0 commits after every
+    /// step that completed an epoch (lowest decision latency).
+    pub min_commit_interval_ms: u64,
+    /// How long a transaction may stay open before the broker aborts it
+    /// (`transaction.timeout.ms`); also bounds how long `read_committed`
+    /// consumers can be held up by a crashed engine that is not restarted.
+    pub transaction_timeout_ms: u64,
     /// Extra librdkafka properties, applied to every client.
     pub client: BTreeMap<String, String>,
 }
@@ -63,6 +88,9 @@ impl Default for KafkaSettings {
             group_id: "scent".into(),
             topics: Topics::default(),
             start_from: StartFrom::Earliest,
+            delivery: Delivery::ExactlyOnce,
+            min_commit_interval_ms: 0,
+            transaction_timeout_ms: 30_000,
             client: BTreeMap::new(),
         }
     }
@@ -93,11 +121,17 @@ impl KafkaSettings {
             ("kafka.topics.batches", &self.topics.batches),
             ("kafka.topics.actions", &self.topics.actions),
             ("kafka.topics.dead_letters", &self.topics.dead_letters),
+            ("kafka.topics.progress", &self.topics.progress),
         ];
         for (key, topic) in topics {
             if topic.is_empty() || topic.len() > 249 {
                 return Err(format!("{key} must be a topic name of 1 to 249 characters"));
             }
+        }
+        if !(1_000..=900_000).contains(&self.transaction_timeout_ms) {
+            return Err("kafka.transaction_timeout_ms must lie between 1000 and 900000 \
+                 (the broker's transaction.max.timeout.ms)"
+                .into());
         }
         Ok(())
     }

@@ -140,6 +140,8 @@ impl ConsumerContext for SourceContext {}
 pub struct KafkaSource {
     consumer: Option<BaseConsumer<SourceContext>>,
     partitions: Vec<AssignedPartition>,
+    /// The offset each partition was first read from.
+    starts: Vec<i64>,
     streams: BTreeMap<(String, i32), InputStream>,
     /// Partitions whose last event was an end-of-partition.
     at_end: BTreeMap<PartitionId, bool>,
@@ -148,11 +150,15 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     /// Connects and assigns this worker's share of the input partitions.
+    /// A partition named in `start_at` is read from that offset (a restart
+    /// replaying from where the first run began); any other from the
+    /// oldest or newest retained offset, as `settings.start_from` says.
     pub fn new(
         settings: &KafkaSettings,
         inputs: &[(InputStream, String, i32)],
         worker: usize,
         peers: usize,
+        start_at: &BTreeMap<(String, i32), i64>,
     ) -> Result<Self, KafkaError> {
         let partitions = assign_partitions(inputs, worker, peers);
         let context = SourceContext::default();
@@ -166,6 +172,7 @@ impl KafkaSource {
             return Ok(KafkaSource {
                 consumer: None,
                 partitions,
+                starts: Vec::new(),
                 streams,
                 at_end,
                 lag,
@@ -183,13 +190,24 @@ impl KafkaSource {
             .set("queued.max.messages.kbytes", "16384")
             .create_with_context(context)
             .map_err(|error| KafkaError::Config(error.to_string()))?;
-        let start = match settings.start_from {
-            StartFrom::Earliest => Offset::Beginning,
-            StartFrom::Latest => Offset::End,
-        };
         let mut list = TopicPartitionList::new();
+        let mut starts = Vec::with_capacity(partitions.len());
         for partition in &partitions {
-            list.add_partition_offset(&partition.topic, partition.partition, start)
+            let key = (partition.topic.clone(), partition.partition);
+            let start = match start_at.get(&key) {
+                Some(&offset) => offset,
+                None => {
+                    let (low, high) = consumer
+                        .fetch_watermarks(&key.0, key.1, Duration::from_secs(30))
+                        .map_err(|error| KafkaError::broker("fetch watermarks", error))?;
+                    match settings.start_from {
+                        StartFrom::Earliest => low,
+                        StartFrom::Latest => high,
+                    }
+                }
+            };
+            starts.push(start);
+            list.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(start))
                 .map_err(|error| KafkaError::broker("assign", error))?;
         }
         consumer
@@ -198,6 +216,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             consumer: Some(consumer),
             partitions,
+            starts,
             streams,
             at_end,
             lag,
@@ -207,6 +226,15 @@ impl KafkaSource {
     /// The partitions of this worker.
     pub fn partitions(&self) -> &[AssignedPartition] {
         &self.partitions
+    }
+
+    /// Every partition with the offset it was first read from.
+    pub fn start_positions(&self) -> Vec<(PartitionId, String, i64)> {
+        self.partitions
+            .iter()
+            .zip(&self.starts)
+            .map(|(partition, &start)| (partition.id(), partition.topic.clone(), start))
+            .collect()
     }
 
     /// Lag reports, for metrics.

@@ -1,13 +1,16 @@
-//! Epoch sink: hands each completed epoch's actions and dead letters to
-//! the outside world, in a deterministic order, exactly once per worker.
+//! Epoch sink: hands each completed epoch's actions, dead letters and
+//! source progress to the outside world, in a deterministic order, on one
+//! worker.
 //!
-//! The operator buffers both inputs per epoch. When the frontier of both
-//! inputs has passed an epoch, nothing more can arrive for it: the epoch's
-//! actions (sorted by key and id) and dead letters (sorted by source
-//! coordinates) are passed to the `emit` callback, in epoch order. That is
-//! the natural unit of an atomic commit. Holding back until completion
-//! costs latency of one epoch plus the allowed lateness, and keeps the
-//! output a function of the input alone.
+//! Everything is routed to worker 0, which owns the one transactional
+//! writer, so an epoch commits atomically across workers (output is small
+//! next to input: decisions, rejections and progress records). The
+//! operator buffers its inputs per epoch. When the frontier of both inputs
+//! has passed an epoch, nothing more can arrive for it: the epoch's actions
+//! (sorted by key and id), dead letters (sorted by source coordinates) and
+//! source advances (by worker and epoch) are passed to the `emit`
+//! callback, in epoch order. That is the natural unit of an atomic commit,
+//! and it keeps the output a function of the input alone.
 //!
 //! The epoch's action updates are consolidated and only net additions are
 //! emitted: a retraction in the action collection means an addition in the
@@ -16,13 +19,17 @@
 
 use crate::event_clock::Epoch;
 use crate::model::{Action, DeadLetter};
+use crate::source_progress::SourceAdvance;
 use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Concat;
 use timely::dataflow::StreamVec;
 
-/// What one completed epoch produced on one worker.
+/// What one completed epoch produced, over all workers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EpochOutput {
     /// The epoch.
@@ -31,31 +38,53 @@ pub struct EpochOutput {
     pub actions: Vec<Action>,
     /// Dead letters, sorted by source coordinates.
     pub dead_letters: Vec<DeadLetter>,
+    /// Source capability moves emitted at this epoch, by worker.
+    pub advances: Vec<SourceAdvance>,
 }
 
-/// Extension trait: emit completed epochs of actions and dead letters.
+/// A record for the sink other than an action.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum SinkRecord {
+    DeadLetter(DeadLetter),
+    Advance(SourceAdvance),
+}
+
+/// Extension trait: emit completed epochs of actions, dead letters and
+/// source progress.
 pub trait EpochSink<'scope> {
-    /// Calls `emit` once per completed epoch that produced output, in
-    /// epoch order, on the worker that holds the records.
-    fn epoch_sink<F>(self, dead_letters: StreamVec<'scope, Epoch, DeadLetter>, emit: F)
-    where
+    /// Calls `emit` on worker 0 once per completed epoch that produced
+    /// output, in epoch order.
+    fn epoch_sink<F>(
+        self,
+        dead_letters: StreamVec<'scope, Epoch, DeadLetter>,
+        advances: StreamVec<'scope, Epoch, SourceAdvance>,
+        emit: F,
+    ) where
         F: FnMut(EpochOutput) + 'static;
 }
 
-/// An epoch's action updates (consolidated at emission) and dead letters.
-type PendingEpoch = (Vec<(Action, isize)>, Vec<DeadLetter>);
+/// An epoch's action updates (consolidated at emission), dead letters and
+/// advances.
+type PendingEpoch = (Vec<(Action, isize)>, Vec<DeadLetter>, Vec<SourceAdvance>);
 
 impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
-    fn epoch_sink<F>(self, dead_letters: StreamVec<'scope, Epoch, DeadLetter>, mut emit: F)
-    where
+    fn epoch_sink<F>(
+        self,
+        dead_letters: StreamVec<'scope, Epoch, DeadLetter>,
+        advances: StreamVec<'scope, Epoch, SourceAdvance>,
+        mut emit: F,
+    ) where
         F: FnMut(EpochOutput) + 'static,
     {
+        let records = dead_letters
+            .map(SinkRecord::DeadLetter)
+            .concat(advances.map(SinkRecord::Advance));
         let mut pending: BTreeMap<Epoch, PendingEpoch> = BTreeMap::new();
         self.inner
             .binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
-                dead_letters,
-                Pipeline,
-                Pipeline,
+                records,
+                Exchange::new(|_: &(Action, Epoch, isize)| 0),
+                Exchange::new(|_: &SinkRecord| 0),
                 "EpochSink",
                 move |_capability, _info| {
                     move |(actions, actions_frontier), (letters, letters_frontier), _output| {
@@ -72,7 +101,12 @@ impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
                             };
                             let slot = pending.entry(epoch).or_default();
                             for batch in data {
-                                slot.1.append(batch);
+                                for record in batch.drain(..) {
+                                    match record {
+                                        SinkRecord::DeadLetter(letter) => slot.1.push(letter),
+                                        SinkRecord::Advance(advance) => slot.2.push(advance),
+                                    }
+                                }
                             }
                         });
                         while let Some(entry) = pending.first_entry() {
@@ -82,7 +116,7 @@ impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
                             {
                                 break;
                             }
-                            let (mut updates, mut dead_letters) = entry.remove();
+                            let (mut updates, mut dead_letters, mut advances) = entry.remove();
                             differential_dataflow::consolidation::consolidate(&mut updates);
                             let mut actions: Vec<Action> = updates
                                 .into_iter()
@@ -95,10 +129,12 @@ impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
                                 (a.key(), &a.action_id).cmp(&(b.key(), &b.action_id))
                             });
                             dead_letters.sort_by(|a, b| a.record.source.cmp(&b.record.source));
+                            advances.sort();
                             emit(EpochOutput {
                                 epoch,
                                 actions,
                                 dead_letters,
+                                advances,
                             });
                         }
                     }

@@ -51,7 +51,7 @@ pub struct EventClockConfig {
 impl Default for EventClockConfig {
     fn default() -> Self {
         EventClockConfig {
-            epoch_ms: 1_000,
+            epoch_ms: 50,
             allowed_lateness_ms: 2_000,
             idle_timeout_ms: 5_000,
         }
@@ -202,6 +202,14 @@ impl EventClock {
     fn clock_is_idle(&self, clock: &PartitionClock, now_ms: u64) -> bool {
         clock.caught_up
             && now_ms.saturating_sub(clock.last_delivery_wall_ms) >= self.config.idle_timeout_ms
+    }
+
+    /// Moves the frontier to `epoch` (never backwards) regardless of the
+    /// partitions' watermarks: a restarted source replays the frontier
+    /// moves its predecessor committed (see [`crate::source_progress`]).
+    pub fn force_frontier(&mut self, epoch: Epoch) -> Epoch {
+        self.frontier = self.frontier.max(epoch);
+        self.frontier
     }
 
     /// Recomputes the frontier at wall time `now_ms` and returns it. The

@@ -14,7 +14,8 @@
 //! | [`ingest`] | the source-side stages: decode, validate, duplicates, admission |
 //! | [`rolling_anomaly`] | per-sensor rolling z-score, flat line and gap detection |
 //! | [`batch_verdict`] | release or hold each batch when it ends, with reasons |
-//! | [`epoch_sink`] | completed epochs of actions and dead letters to the outside |
+//! | [`source_progress`] | where sources stood when their clocks moved; exact replay |
+//! | [`epoch_sink`] | completed epochs of actions, dead letters and source progress to the sink |
 
 #![deny(missing_docs)]
 
@@ -24,5 +25,6 @@ pub mod event_clock;
 pub mod ingest;
 pub mod model;
 pub mod rolling_anomaly;
+pub mod source_progress;
 pub mod validate;
 pub mod wire;
