@@ -64,9 +64,12 @@ struct RunArgs {
 
 #[derive(Args)]
 struct TopicsArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "SCENT_KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
-    kafka: String,
+    /// TOML configuration file naming the topics (default names without).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers, overriding `kafka.brokers`.
+    #[arg(long, env = "SCENT_KAFKA_BROKERS")]
+    kafka: Option<String>,
     /// Partitions of the readings and actions topics.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
@@ -106,10 +109,10 @@ fn main() -> anyhow::Result<()> {
             scent::simulate::run(options).map_err(|e| anyhow::anyhow!(e))?;
         }
         Command::Topics(TopicsCommand::Create(args)) => {
-            let settings = scent_kafka::KafkaSettings {
-                brokers: args.kafka,
-                ..Default::default()
-            };
+            let mut settings = Config::load(args.config.as_deref())?.kafka;
+            if let Some(brokers) = args.kafka {
+                settings.brokers = brokers;
+            }
             let topics = scent_kafka::admin::default_topics(&settings, args.partitions);
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
