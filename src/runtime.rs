@@ -40,8 +40,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::operators::core::UnorderedInput;
 use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::core::UnorderedInput;
 use timely::dataflow::operators::{Inspect, Probe};
 
 /// Errors of sources and sinks, boxed.
@@ -228,7 +228,11 @@ impl WorkerInput {
         now_ms: u64,
         metrics: &EngineMetrics,
     ) {
-        if let Some(position) = self.positions.iter_mut().find(|(id, _, _)| *id == partition) {
+        if let Some(position) = self
+            .positions
+            .iter_mut()
+            .find(|(id, _, _)| *id == partition)
+        {
             position.2 = position.2.max(record.source.offset + 1);
         }
         metrics.records_in.inc();
@@ -637,6 +641,7 @@ mod tests {
     use crate::sources::PlantSource;
     use prometheus_client::registry::Registry;
     use scent_operators::epoch_sink::EpochOutput;
+    use scent_operators::model::{Action, DeadLetter};
 
     /// A source that never reports itself finished, like a Kafka topic.
     struct Endless(PlantSource);
@@ -651,6 +656,9 @@ mod tests {
             out: &mut Vec<(PartitionId, RawRecord)>,
         ) -> Result<usize, BoxError> {
             self.0.poll_into(max, out)
+        }
+        fn start_positions(&self) -> Vec<(PartitionId, String, i64)> {
+            self.0.start_positions()
         }
         fn caught_up(&self) -> Vec<(PartitionId, bool)> {
             self.0.caught_up()
@@ -672,6 +680,110 @@ mod tests {
         }
     }
 
+    /// A sink keeping every epoch it is given.
+    #[derive(Clone, Default)]
+    struct Recording {
+        outputs: Arc<std::sync::Mutex<Vec<EpochOutput>>>,
+    }
+
+    impl OutputSink for Recording {
+        fn emit(&mut self, output: &EpochOutput) -> Result<(), BoxError> {
+            self.outputs.lock().unwrap().push(output.clone());
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    /// Runs the plant to its end with `poll_batch` records per poll.
+    fn run_plant(
+        plant: &Arc<Plant>,
+        poll_batch: usize,
+        replay: BTreeMap<usize, Vec<SourceAdvance>>,
+    ) -> Vec<EpochOutput> {
+        let sink = Recording::default();
+        let plant = Arc::clone(plant);
+        let sources: SourceFactory = Arc::new(move |worker, peers| {
+            Ok(Box::new(PlantSource::new(&plant, worker, peers, None)) as Box<dyn RecordSource>)
+        });
+        let outputs = Arc::clone(&sink.outputs);
+        let sinks: SinkFactory =
+            Arc::new(move |_worker| Ok(Box::new(sink.clone()) as Box<dyn OutputSink>));
+        let mut runtime = RuntimeConfig::from_config(&crate::config::Config::default());
+        runtime.workers = 2;
+        runtime.poll_batch = poll_batch;
+        runtime.replay = Arc::new(replay);
+        let metrics = EngineMetrics::register(&mut Registry::default());
+        run(
+            runtime,
+            sources,
+            sinks,
+            metrics,
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        let outputs = outputs.lock().unwrap().clone();
+        outputs
+    }
+
+    /// The outputs of epochs below `epoch`, and the actions and dead
+    /// letters (in source order) of the rest.
+    fn split_at(
+        outputs: &[EpochOutput],
+        epoch: Epoch,
+    ) -> (Vec<EpochOutput>, Vec<Action>, Vec<DeadLetter>) {
+        let (before, after): (Vec<_>, Vec<_>) =
+            outputs.iter().cloned().partition(|o| o.epoch < epoch);
+        let actions = after.iter().flat_map(|o| o.actions.clone()).collect();
+        let mut letters: Vec<DeadLetter> =
+            after.iter().flat_map(|o| o.dead_letters.clone()).collect();
+        letters.sort();
+        (before, actions, letters)
+    }
+
+    #[test]
+    fn a_replay_of_committed_progress_regenerates_it_exactly_and_continues_alike() {
+        let mut config = SimConfig::for_readings(30_000, 11);
+        config.malformed_count = 40;
+        let plant = Arc::new(Plant::new(config).unwrap());
+        // The first run reads in small polls, so its frontier moves often
+        // and its dead letters enter at many different frontiers.
+        let first = run_plant(&plant, 97, BTreeMap::new());
+        assert!(first.iter().any(|output| !output.actions.is_empty()));
+        let unscripted = run_plant(&plant, 4_096, BTreeMap::new());
+        for cut in [first.len() / 3, first.len() / 2, first.len() - 2] {
+            let committed = first[cut].epoch;
+            let mut replay: BTreeMap<usize, Vec<SourceAdvance>> = BTreeMap::new();
+            for output in first.iter().filter(|output| output.epoch < committed) {
+                for advance in &output.advances {
+                    replay
+                        .entry(advance.worker)
+                        .or_default()
+                        .push(advance.clone());
+                }
+            }
+            // The restarted run reads in large polls; the script makes it
+            // move its frontier as the first run did up to the cut.
+            let resumed = run_plant(&plant, 4_096, replay);
+            let (first_before, first_actions, first_letters) = split_at(&first, committed);
+            let (resumed_before, resumed_actions, resumed_letters) = split_at(&resumed, committed);
+            assert_eq!(
+                resumed_before, first_before,
+                "what the sink suppresses below {committed} is exactly what was committed"
+            );
+            assert_eq!(resumed_actions, first_actions, "the same actions follow");
+            assert_eq!(
+                resumed_letters, first_letters,
+                "the same dead letters follow"
+            );
+            // Without the script, the same large polls regenerate a
+            // different prefix: suppressing it would lose or repeat output.
+            let (unscripted_before, _, _) = split_at(&unscripted, committed);
+            assert_ne!(unscripted_before, first_before, "cut at {committed}");
+        }
+    }
+
     #[test]
     fn a_failing_worker_stops_the_whole_run_with_its_error() {
         let plant = Arc::new(Plant::new(SimConfig::for_readings(20_000, 5)).unwrap());
@@ -681,8 +793,8 @@ mod tests {
                     as Box<dyn RecordSource>,
             )
         });
-        // Whichever worker decides a batch first fails; the others, whose
-        // sources never end, must stop too.
+        // Worker 0's sink fails at its first epoch; the other worker, whose
+        // source never ends, must stop too.
         let sinks: SinkFactory = Arc::new(|_worker| Ok(Box::new(Broken) as Box<dyn OutputSink>));
         let config = crate::config::Config::default();
         let mut runtime = RuntimeConfig::from_config(&config);

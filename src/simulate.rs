@@ -154,10 +154,22 @@ pub fn produce(
     rate: f64,
     stop: &AtomicBool,
 ) -> Result<ProduceStats, BoxError> {
+    produce_records(plant.merged_stream(), settings, rate, stop)
+}
+
+/// Produces `records` in the order given (readings and malformed records
+/// keyed by `line/sensor`, batch events by line), at `rate` readings per
+/// second (0: as fast as possible), and waits for every delivery.
+pub fn produce_records(
+    records: impl IntoIterator<Item = SimRecord>,
+    settings: &KafkaSettings,
+    rate: f64,
+    stop: &AtomicBool,
+) -> Result<ProduceStats, BoxError> {
     let producer = RecordProducer::new(settings)?;
     let mut stats = ProduceStats::default();
     let started = Instant::now();
-    for record in plant.merged_stream() {
+    for record in records {
         if stop.load(Ordering::Relaxed) {
             break;
         }

@@ -8,6 +8,7 @@ use scent_kafka::producer::{OutgoingRecord, RecordProducer};
 use scent_kafka::source::KafkaSource;
 use scent_kafka::{KafkaSettings, Topics};
 use scent_operators::model::InputStream;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 fn brokers() -> Option<String> {
@@ -47,10 +48,12 @@ fn partitions_are_read_in_order_and_reported_caught_up() {
                 TopicSpec {
                     name: settings.topics.readings.clone(),
                     partitions: 3,
+                    config: Vec::new(),
                 },
                 TopicSpec {
                     name: settings.topics.batches.clone(),
                     partitions: 1,
+                    config: Vec::new(),
                 },
             ],
         ))
@@ -77,7 +80,7 @@ fn partitions_are_read_in_order_and_reported_caught_up() {
     // Two workers: worker 0 owns readings 0 and 2 and the (empty) batches
     // partition 0, worker 1 readings 1.
     let mut sources: Vec<KafkaSource> = (0..2)
-        .map(|w| KafkaSource::new(&settings, &inputs, w, 2).unwrap())
+        .map(|w| KafkaSource::new(&settings, &inputs, w, 2, &BTreeMap::new()).unwrap())
         .collect();
     assert_eq!(sources[0].partitions().len(), 3);
     assert_eq!(sources[1].partitions().len(), 1);

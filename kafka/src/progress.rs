@@ -13,9 +13,10 @@
 
 use crate::error::KafkaError;
 use crate::settings::KafkaSettings;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 use scent_operators::event_clock::Epoch;
 use scent_operators::source_progress::{PartitionPosition, SourceAdvance};
 use serde::{Deserialize, Serialize};
@@ -109,13 +110,13 @@ pub fn read_committed_progress(
     timeout: Duration,
 ) -> Result<Option<CommittedProgress>, KafkaError> {
     let topic = &settings.topics.progress;
-    let consumer: BaseConsumer = settings
+    let consumer: BaseConsumer<QuietEnd> = settings
         .client_config()
         .set("group.id", format!("{}.progress-reader", settings.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
-        .create()
+        .create_with_context(QuietEnd)
         .map_err(|error| KafkaError::Config(error.to_string()))?;
     let (low, high) = consumer
         .fetch_watermarks(topic, 0, timeout)
@@ -152,6 +153,25 @@ pub fn read_committed_progress(
     }
     Ok((progress.transactions > 0).then_some(progress))
 }
+
+/// Client context that treats reaching the end of the topic as what it
+/// is here, the goal, rather than an error to log.
+struct QuietEnd;
+
+impl ClientContext for QuietEnd {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::error::KafkaError as ClientError;
+        if !matches!(
+            error,
+            ClientError::PartitionEOF(_)
+                | ClientError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::error!(%error, reason, "kafka client error reading progress");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEnd {}
 
 #[cfg(test)]
 mod tests {
@@ -198,10 +218,7 @@ mod tests {
     #[test]
     fn folding_keeps_the_first_origin_and_every_advance_in_order() {
         let mut progress = CommittedProgress::default();
-        progress.apply(record(
-            3,
-            vec![advance(0, 0, 2, 10), advance(1, 0, 3, 20)],
-        ));
+        progress.apply(record(3, vec![advance(0, 0, 2, 10), advance(1, 0, 3, 20)]));
         let mut later = record(5, vec![advance(0, 2, 5, 30)]);
         later.origin = vec![position(0, 99)];
         progress.apply(later);
