@@ -6,10 +6,10 @@
 use crate::api::metrics::EngineMetrics;
 use crate::api::{self, Health};
 use crate::config::Config;
-use crate::sinks::MeteredKafkaSink;
 use crate::runtime::{
     self, BoxError, OutputSink, RecordSource, RuntimeConfig, SinkFactory, SourceFactory,
 };
+use crate::sinks::MeteredKafkaSink;
 use prometheus_client::registry::Registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use scent_kafka::admin::partition_count;

@@ -1,8 +1,8 @@
 //! Sinks for completed epochs: Kafka topics, JSON-lines files, memory.
 
+use crate::api::metrics::EngineMetrics;
 use crate::runtime::{BoxError, OutputSink};
 use scent_kafka::codec::encode_action;
-use crate::api::metrics::EngineMetrics;
 use scent_kafka::sink::{KafkaEpochSink, SinkCounts};
 use scent_operators::epoch_sink::EpochOutput;
 use scent_operators::model::{Action, DeadLetter};

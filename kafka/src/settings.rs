@@ -129,9 +129,11 @@ impl KafkaSettings {
             }
         }
         if !(1_000..=900_000).contains(&self.transaction_timeout_ms) {
-            return Err("kafka.transaction_timeout_ms must lie between 1000 and 900000 \
+            return Err(
+                "kafka.transaction_timeout_ms must lie between 1000 and 900000 \
                  (the broker's transaction.max.timeout.ms)"
-                .into());
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -135,7 +135,10 @@ impl ReplayScript {
     /// advance and returns its frontier.
     pub fn take_due(&mut self, next_offset: impl Fn(PartitionId) -> i64) -> Option<Epoch> {
         let (targets, _) = self.pending.front()?;
-        if targets.iter().all(|&(id, target)| next_offset(id) >= target) {
+        if targets
+            .iter()
+            .all(|&(id, target)| next_offset(id) >= target)
+        {
             self.pending.pop_front().map(|(_, to)| to)
         } else {
             None
