@@ -263,7 +263,7 @@ fn run_with_restarts(
         });
         let error = match outcome {
             Ok(()) => return Ok(()),
-            Err(error) if error.is::<Fatal>() => return Err(error),
+            Err(error) if is_fatal(error.as_ref()) => return Err(error),
             Err(error) => error,
         };
         if shutdown.load(Ordering::Relaxed) {
@@ -280,6 +280,18 @@ fn run_with_restarts(
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
+}
+
+/// Whether `error` or any error it wraps is [`Fatal`].
+fn is_fatal(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<Fatal>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 async fn wait_for_signal() {

@@ -51,20 +51,20 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Error)]
 pub enum EngineError {
     /// A source could not be created or read.
-    #[error("source failed on worker {worker}: {message}")]
+    #[error("source failed on worker {worker}: {source}")]
     Source {
         /// The worker.
         worker: usize,
         /// What happened.
-        message: String,
+        source: BoxError,
     },
     /// A sink could not be created or written.
-    #[error("sink failed on worker {worker}: {message}")]
+    #[error("sink failed on worker {worker}: {source}")]
     Sink {
         /// The worker.
         worker: usize,
         /// What happened.
-        message: String,
+        source: BoxError,
     },
     /// The timely runtime failed (e.g. a worker panicked).
     #[error("dataflow runtime failed: {0}")]
@@ -335,11 +335,11 @@ fn run_worker(
     let index = worker.index();
     let source_error = |error: BoxError| EngineError::Source {
         worker: index,
-        message: error.to_string(),
+        source: error,
     };
     let sink_error = |error: BoxError| EngineError::Sink {
         worker: index,
-        message: error.to_string(),
+        source: error,
     };
     let mut source = sources(index, worker.peers()).map_err(source_error)?;
     // Every output is routed to worker 0, the only one with a sink.
@@ -815,8 +815,8 @@ mod tests {
             .recv_timeout(Duration::from_secs(60))
             .expect("the run ends instead of hanging");
         match result {
-            Err(EngineError::Sink { message, .. }) => {
-                assert!(message.contains("broker unreachable"));
+            Err(EngineError::Sink { source, .. }) => {
+                assert!(source.to_string().contains("broker unreachable"));
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -3,7 +3,9 @@
 use crate::api::metrics::EngineMetrics;
 use crate::runtime::{BoxError, OutputSink};
 use scent_kafka::codec::encode_action;
+use crate::engine::Fatal;
 use scent_kafka::sink::{KafkaEpochSink, SinkCounts};
+use scent_kafka::KafkaError;
 use scent_operators::epoch_sink::EpochOutput;
 use scent_operators::model::{Action, DeadLetter};
 use std::fs::File;
@@ -43,21 +45,34 @@ impl MeteredKafkaSink {
 
 impl OutputSink for MeteredKafkaSink {
     fn emit(&mut self, output: &EpochOutput) -> Result<(), BoxError> {
-        self.sink.emit(output)?;
+        self.sink.emit(output).map_err(fenced_is_fatal)?;
         self.report();
         Ok(())
     }
 
     fn commit(&mut self) -> Result<(), BoxError> {
-        self.sink.commit(false)?;
+        self.sink.commit(false).map_err(fenced_is_fatal)?;
         self.report();
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {
-        self.sink.flush(Duration::from_secs(30))?;
+        self.sink.flush(Duration::from_secs(30)).map_err(fenced_is_fatal)?;
         self.report();
         Ok(())
+    }
+}
+
+/// A fenced producer means a newer engine of the same group took over:
+/// this one must stop, not recover and fence it back.
+fn fenced_is_fatal(error: KafkaError) -> BoxError {
+    if error.is_fenced() {
+        Box::new(Fatal(format!(
+            "another scent engine with the same group id took over the output \
+             ({error}); this one stops"
+        )))
+    } else {
+        Box::new(error)
     }
 }
 

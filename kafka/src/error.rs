@@ -44,6 +44,20 @@ impl KafkaError {
         KafkaError::Broker { operation, source }
     }
 
+    /// Whether a newer producer with the same transactional id took over:
+    /// another engine instance of the same group has started, and this one
+    /// must stop rather than fence it back.
+    pub fn is_fenced(&self) -> bool {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        match self {
+            KafkaError::Broker { source, .. } => matches!(
+                source.rdkafka_error_code(),
+                Some(Code::Fenced | Code::ProducerFenced | Code::InvalidProducerEpoch)
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether retrying the operation later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -52,5 +66,35 @@ impl KafkaError {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError as ClientError;
+    use rdkafka::types::RDKafkaErrorCode as Code;
+
+    #[test]
+    fn only_a_newer_producer_taking_over_counts_as_fenced() {
+        for code in [
+            Code::Fenced,
+            Code::ProducerFenced,
+            Code::InvalidProducerEpoch,
+        ] {
+            let error =
+                KafkaError::broker("commit transaction", ClientError::MessageProduction(code));
+            assert!(error.is_fenced(), "{code:?}");
+        }
+        for code in [
+            Code::QueueFull,
+            Code::BrokerTransportFailure,
+            Code::RequestTimedOut,
+        ] {
+            let error =
+                KafkaError::broker("commit transaction", ClientError::MessageProduction(code));
+            assert!(!error.is_fenced(), "{code:?}");
+        }
+        assert!(!KafkaError::Config("x".into()).is_fenced());
     }
 }
