@@ -33,6 +33,7 @@ use scent_dataflows::quality_control::{quality_control, QualityControlConfig};
 use scent_operators::epoch_sink::EpochSink;
 use scent_operators::event_clock::{Epoch, EventClockConfig};
 use scent_operators::ingest::Ingested;
+use scent_operators::source_progress::SourceAdvance;
 use scent_operators::model::{
     BatchEvent, BatchPhase, Decision, EventTimeMs, SensorKind, SourceCoord,
 };
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant};
 use support::{reading, values, Rng, BASE_MS};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::UnorderedInput;
+use timely::dataflow::operators::vec::ToStream;
 use timely::dataflow::operators::Inspect;
 
 const READINGS: usize = 100_000;
@@ -174,7 +176,8 @@ fn run(shares: Vec<Vec<Ingested>>, workers: usize) -> Arc<Counts> {
             flow.anomalies.inspect(move |_| {
                 anomaly_counts.anomalies.fetch_add(1, Ordering::Relaxed);
             });
-            flow.actions.epoch_sink(flow.dead_letters, move |output| {
+            let no_advances = Vec::<SourceAdvance>::new().to_stream(scope);
+            flow.actions.epoch_sink(flow.dead_letters, no_advances, move |output| {
                 for action in &output.actions {
                     let counter = match action.decision {
                         Some(Decision::Release) => &counts.released,

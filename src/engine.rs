@@ -234,7 +234,7 @@ pub fn run(config: Config) -> Result<(), BoxError> {
     shutdown.store(true, Ordering::Relaxed);
     tokio.shutdown_timeout(Duration::from_secs(10));
     tracing::info!("engine stopped");
-    Ok(result?)
+    result
 }
 
 /// Runs the dataflow until shutdown; after a failure (a broker outage, a

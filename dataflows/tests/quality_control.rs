@@ -249,6 +249,7 @@ fn arrival_order_within_an_epoch_does_not_matter() {
 #[test]
 fn late_evidence_revises_a_decision_and_the_sink_reports_only_additions() {
     use scent_operators::epoch_sink::{EpochOutput, EpochSink};
+    use scent_operators::source_progress::SourceAdvance;
 
     let reading = |seq: u64, second: i64, value: f64| {
         let reading = Reading {
@@ -313,10 +314,17 @@ fn late_evidence_revises_a_decision_and_the_sink_reports_only_additions() {
                     changes.lock().unwrap().0.push((action.decision, *diff))
                 });
             let emitted = Arc::clone(&sink);
-            flow.actions
-                .epoch_sink(flow.dead_letters, move |output: EpochOutput| {
+            let no_advances = timely::dataflow::operators::vec::ToStream::to_stream(
+                Vec::<SourceAdvance>::new(),
+                scope,
+            );
+            flow.actions.epoch_sink(
+                flow.dead_letters,
+                no_advances,
+                move |output: EpochOutput| {
                     emitted.lock().unwrap().1.extend(output.actions);
-                });
+                },
+            );
             (input, capability)
         });
         let mut session = input.activate();

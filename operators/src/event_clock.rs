@@ -18,8 +18,11 @@
 //! A partition is **idle** when its reader is caught up and it has delivered
 //! nothing for [`EventClockConfig::idle_timeout_ms`] of wall time; idle
 //! partitions do not hold the frontier back. When every partition is idle,
-//! the frontier moves to the largest watermark: whatever was delivered is
-//! complete, and the last batches of a quiet plant still get decided.
+//! the frontier moves past the newest event time delivered: whatever was
+//! delivered is complete, and the last batches of a quiet plant still get
+//! decided. Records sent at the frontier meanwhile (rejections, batch events
+//! that came late) move it one more epoch, so a quiet plant's dead letters
+//! are written too.
 //!
 //! Wall time enters only through the `now_ms` arguments, so the kernel is
 //! deterministic under test. Cost: O(1) per record, O(partitions) per
@@ -99,6 +102,8 @@ pub struct EventClock {
     config: EventClockConfig,
     partitions: BTreeMap<PartitionId, PartitionClock>,
     frontier: Epoch,
+    /// Something was sent at the frontier since it last moved.
+    sent_at_frontier: bool,
 }
 
 impl EventClock {
@@ -123,6 +128,7 @@ impl EventClock {
             config,
             partitions,
             frontier: start,
+            sent_at_frontier: false,
         }
     }
 
@@ -165,6 +171,13 @@ impl EventClock {
             },
             _ => Admission::OnTime(epoch),
         }
+    }
+
+    /// Records that something was sent at the current frontier (a
+    /// rejection, a batch event that came late): when every partition is
+    /// idle, the frontier then moves on so that it is written.
+    pub fn note_sent_at_frontier(&mut self) {
+        self.sent_at_frontier = true;
     }
 
     /// Makes `partition` a follower: its records are admitted against the
@@ -226,8 +239,8 @@ impl EventClock {
             .filter(|clock| only_followers || !clock.follower)
         {
             let watermark = self.watermark_ms(clock);
-            if let Some(watermark) = watermark {
-                all_maximum = Some(all_maximum.map_or(watermark, |max| max.max(watermark)));
+            if let Some(newest) = clock.max_event_ms {
+                all_maximum = Some(all_maximum.map_or(newest, |max| max.max(newest)));
             }
             if self.clock_is_idle(clock, now_ms) {
                 continue;
@@ -242,15 +255,22 @@ impl EventClock {
                 }
             }
         }
-        let candidate_ms = if !any_live {
-            all_maximum
+        let candidate = if !any_live {
+            // Everything delivered is complete: move past the newest event
+            // time, and past whatever was sent at the frontier.
+            let past_newest = all_maximum.map(|max| self.config.epoch_of(max) + 1);
+            let past_sent = self.sent_at_frontier.then_some(self.frontier + 1);
+            past_newest.max(past_sent)
         } else if live_unseen {
             None
         } else {
-            live_minimum
+            live_minimum.map(|min| self.config.epoch_of(min))
         };
-        if let Some(candidate_ms) = candidate_ms {
-            self.frontier = self.frontier.max(self.config.epoch_of(candidate_ms));
+        if let Some(candidate) = candidate {
+            if candidate > self.frontier {
+                self.frontier = candidate;
+                self.sent_at_frontier = false;
+            }
         }
         self.frontier
     }
@@ -326,7 +346,7 @@ mod tests {
         // Its records behind the frontier are late, as any other.
         assert!(matches!(clock.admit(P1, 6_000, 0), Admission::Late { .. }));
         // A clock of followers alone still moves.
-        let mut alone = EventClock::new(EventClockConfig::default(), [P1], 0, 0);
+        let mut alone = EventClock::new(*clock.config(), [P1], 0, 0);
         alone.follow(P1);
         alone.admit(P1, 30_000, 0);
         assert_eq!(alone.advance(0), 28);
@@ -344,13 +364,17 @@ mod tests {
     }
 
     #[test]
-    fn all_idle_moves_to_the_largest_watermark_and_never_back() {
+    fn all_idle_moves_past_everything_delivered_and_never_back() {
         let mut clock = clock();
         clock.admit(P0, 30_000, 0);
         clock.admit(P1, 10_000, 0);
         clock.set_caught_up(P0, true);
         clock.set_caught_up(P1, true);
-        assert_eq!(clock.advance(10_000), 28);
+        assert_eq!(clock.advance(10_000), 31);
+        // A rejection sent at the frontier moves it once more.
+        clock.note_sent_at_frontier();
+        assert_eq!(clock.advance(10_000), 32);
+        assert_eq!(clock.advance(10_000), 32);
         // P1 wakes up with a late record: it is live again, but its
         // watermark lies behind the frontier, which stays put.
         clock.set_caught_up(P1, false);
@@ -358,6 +382,6 @@ mod tests {
             clock.admit(P1, 10_500, 10_000),
             Admission::Late { .. }
         ));
-        assert_eq!(clock.advance(10_001), 28);
+        assert_eq!(clock.advance(10_001), 32);
     }
 }

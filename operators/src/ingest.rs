@@ -185,10 +185,15 @@ impl Ingestor {
     /// Runs one record through decode, validate, duplicate check and
     /// admission.
     pub fn ingest(&mut self, record: RawRecord, partition: PartitionId, now_ms: u64) -> Ingested {
-        match record.stream {
+        let ingested = match record.stream {
             InputStream::Readings => self.ingest_reading(record, partition, now_ms),
             InputStream::Batches => self.ingest_batch_event(record, partition, now_ms),
+        };
+        if matches!(ingested, Ingested::Rejected(_)) {
+            // Dead letters are sent at the frontier.
+            self.clock.note_sent_at_frontier();
         }
+        ingested
     }
 
     fn ingest_reading(
@@ -237,7 +242,10 @@ impl Ingestor {
         // frontier.
         let epoch = match self.clock.admit(partition, event.ts_ms, now_ms) {
             Admission::OnTime(epoch) => epoch,
-            Admission::Late { .. } => self.clock.frontier(),
+            Admission::Late { .. } => {
+                self.clock.note_sent_at_frontier();
+                self.clock.frontier()
+            }
         };
         Ingested::Batch {
             epoch,
@@ -315,7 +323,8 @@ mod tests {
         let outcome = ingestor.ingest(raw(encode_reading(&reading(1, base + 1_500)), 0), (0, 0), 0);
         match outcome {
             Ingested::Reading { epoch, source, .. } => {
-                assert_eq!(epoch, (base as u64 + 1_500) / 1_000);
+                let config = EventClockConfig::default();
+                assert_eq!(epoch, (base as u64 + 1_500) / config.epoch_ms);
                 assert_eq!(source.offset, 0);
             }
             other => panic!("unexpected {other:?}"),
