@@ -17,7 +17,7 @@ use scent_kafka::progress::read_committed_progress;
 use scent_kafka::settings::StartFrom;
 use scent_kafka::sink::{KafkaEpochSink, Resume};
 use scent_kafka::source::KafkaSource;
-use scent_kafka::{Delivery, KafkaSettings};
+use scent_kafka::{Delivery, KafkaError, KafkaSettings};
 use scent_operators::event_clock::Epoch;
 use scent_operators::model::InputStream;
 use scent_operators::source_progress::{PartitionPosition, SourceAdvance};
@@ -26,13 +26,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A topic that does not exist will not appear by retrying.
+fn missing_is_fatal(error: KafkaError) -> BoxError {
+    match error {
+        KafkaError::MissingTopic(_) => Box::new(Fatal(error.to_string())),
+        other => Box::new(other),
+    }
+}
+
 /// The input topics with their partition counts, as the source needs them.
 pub fn input_partitions(
     settings: &KafkaSettings,
 ) -> Result<Vec<(InputStream, String, i32)>, BoxError> {
     let wait = Duration::from_secs(30);
-    let readings = partition_count(settings, &settings.topics.readings, wait)?;
-    let batches = partition_count(settings, &settings.topics.batches, wait)?;
+    let readings =
+        partition_count(settings, &settings.topics.readings, wait).map_err(missing_is_fatal)?;
+    let batches =
+        partition_count(settings, &settings.topics.batches, wait).map_err(missing_is_fatal)?;
     Ok(vec![
         (
             InputStream::Readings,
@@ -77,7 +87,9 @@ pub fn prepare(
     let mut sink = KafkaEpochSink::new(settings, workers)?;
     let wait = Duration::from_millis(settings.transaction_timeout_ms);
     let committed = match settings.delivery {
-        Delivery::ExactlyOnce => read_committed_progress(settings, wait)?,
+        Delivery::ExactlyOnce => {
+            read_committed_progress(settings, wait).map_err(missing_is_fatal)?
+        }
         Delivery::AtLeastOnce => None,
     }
     .unwrap_or_default();

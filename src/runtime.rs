@@ -35,7 +35,7 @@ use scent_operators::wire::DecodeLimits;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -165,8 +165,14 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), EngineError> {
     let timely_config = timely::Config::process(config.workers);
+    let peer_frontiers = PeerFrontiers::new(config.workers);
     let guards = timely::execute(timely_config, move |worker| {
-        let result = run_worker(worker, &config, &sources, &sinks, &metrics, &shutdown);
+        let shared = Shared {
+            metrics: &metrics,
+            shutdown: &shutdown,
+            frontiers: &peer_frontiers,
+        };
+        let result = run_worker(worker, &config, &sources, &sinks, shared);
         if result.is_err() {
             // A failed worker stops the whole run: its share of the keys can
             // no longer be decided. Every worker drops its dataflow, so none
@@ -324,14 +330,54 @@ impl WorkerInput {
     }
 }
 
+/// The frontier of every worker's source, for workers whose partitions
+/// are all idle: they follow the others instead of holding them back.
+#[derive(Debug)]
+struct PeerFrontiers(Vec<AtomicU64>);
+
+impl PeerFrontiers {
+    fn new(workers: usize) -> Self {
+        PeerFrontiers((0..workers.max(1)).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn publish(&self, worker: usize, frontier: Epoch) {
+        if let Some(slot) = self.0.get(worker) {
+            slot.store(frontier, Ordering::Relaxed);
+        }
+    }
+
+    /// The furthest frontier of the other workers.
+    fn furthest_other(&self, worker: usize) -> Epoch {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| *index != worker)
+            .map(|(_, slot)| slot.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// What the workers of a run share.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    metrics: &'a EngineMetrics,
+    shutdown: &'a AtomicBool,
+    frontiers: &'a PeerFrontiers,
+}
+
 fn run_worker(
     worker: &mut timely::worker::Worker,
     config: &RuntimeConfig,
     sources: &SourceFactory,
     sinks: &SinkFactory,
-    metrics: &EngineMetrics,
-    shutdown: &AtomicBool,
+    shared: Shared<'_>,
 ) -> Result<(), EngineError> {
+    let Shared {
+        metrics,
+        shutdown,
+        frontiers,
+    } = shared;
     let index = worker.index();
     let source_error = |error: BoxError| EngineError::Source {
         worker: index,
@@ -455,7 +501,7 @@ fn run_worker(
                     .map_err(source_error)?;
                 let now = now_ms();
                 reader.ingest_polled(&mut polled, now, metrics, |reader, to| {
-                    move_capability(reader, &mut input, cap, to, index, metrics);
+                    move_capability(reader, &mut input, cap, to, index, (metrics, frontiers));
                 });
             }
             if reader.script.is_done() {
@@ -471,8 +517,17 @@ fn run_worker(
                     }
                     last_caught_up = Instant::now();
                 }
-                let next = reader.ingestor.clock_mut().advance(now_ms());
-                move_capability(&mut reader, &mut input, cap, next, index, metrics);
+                let clock = reader.ingestor.clock_mut();
+                clock.set_peer_frontier(frontiers.furthest_other(index));
+                let next = clock.advance(now_ms());
+                move_capability(
+                    &mut reader,
+                    &mut input,
+                    cap,
+                    next,
+                    index,
+                    (metrics, frontiers),
+                );
             }
             if source.finished() && reader.held.is_empty() {
                 flush_items(&mut reader, &mut input, cap);
@@ -563,7 +618,7 @@ fn move_capability(
     cap: &mut SourceCapability,
     to: Epoch,
     index: usize,
-    metrics: &EngineMetrics,
+    (metrics, frontiers): (&EngineMetrics, &PeerFrontiers),
 ) {
     let from = *cap.time();
     if to <= from {
@@ -577,6 +632,7 @@ fn move_capability(
         .push(SourceItem::Advance(advance));
     flush_items(reader, input, cap);
     cap.downgrade(&to);
+    frontiers.publish(index, to);
     let sent = std::mem::take(&mut reader.sent_since_move);
     reader.released.push((to, Instant::now(), sent));
     if index == 0 {

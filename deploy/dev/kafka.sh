@@ -30,6 +30,7 @@
 #   SCENT_CACHE (~/.cache/scent)           jar cache (see deploy/kafka/fetch.sh)
 #   SCENT_READINGS_PARTITIONS (4), SCENT_BATCHES_PARTITIONS (1),
 #   SCENT_ACTIONS_PARTITIONS (4), SCENT_DLQ_PARTITIONS (1)   partition counts for `topics`
+#                                          (scent.progress always has 1, never expires)
 #   SCENT_KAFKA_EXTRA_TOPICS ()            more topics for `topics`, space separated
 #                                          name:partitions[:key=value,key=value]
 set -euo pipefail
@@ -265,6 +266,7 @@ cmd_topics() {
     "scent.batches:${SCENT_BATCHES_PARTITIONS:-1}"
     "scent.actions:${SCENT_ACTIONS_PARTITIONS:-4}"
     "scent.readings.dlq:${SCENT_DLQ_PARTITIONS:-1}"
+    "scent.progress:1:cleanup.policy=delete,retention.ms=-1,retention.bytes=-1"
   )
   local -a extra_specs=()
   if [[ -n "${SCENT_KAFKA_EXTRA_TOPICS:-}" ]]; then

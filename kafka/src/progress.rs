@@ -102,7 +102,8 @@ impl CommittedProgress {
 }
 
 /// Reads the whole progress topic as a `read_committed` consumer and folds
-/// it. `None` when nothing was ever committed. Call after the
+/// the records of this engine's group (the record key). `None` when nothing
+/// was ever committed. Call after the
 /// transactional producer's `init_transactions`, which aborts whatever a
 /// crashed predecessor left open, so the read is not blocked by it.
 pub fn read_committed_progress(
@@ -118,9 +119,22 @@ pub fn read_committed_progress(
         .set("isolation.level", "read_committed")
         .create_with_context(QuietEnd)
         .map_err(|error| KafkaError::Config(error.to_string()))?;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, 0, timeout)
-        .map_err(|error| KafkaError::broker("fetch progress watermarks", error))?;
+    let (low, high) = match consumer.fetch_watermarks(topic, 0, timeout) {
+        Ok(watermarks) => watermarks,
+        Err(error)
+            if matches!(
+                error.rdkafka_error_code(),
+                Some(
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+                        | rdkafka::types::RDKafkaErrorCode::UnknownPartition
+                        | rdkafka::types::RDKafkaErrorCode::UnknownTopic
+                )
+            ) =>
+        {
+            return Err(KafkaError::MissingTopic(topic.clone()))
+        }
+        Err(error) => return Err(KafkaError::broker("fetch progress watermarks", error)),
+    };
     if high <= low {
         return Ok(None);
     }
@@ -142,6 +156,11 @@ pub fn read_committed_progress(
         match consumer.poll(Duration::from_millis(200)) {
             None => continue,
             Some(Ok(message)) => {
+                // Engines of several groups may share the topic: each
+                // keys its records by its group id.
+                if message.key() != Some(settings.group_id.as_bytes()) {
+                    continue;
+                }
                 let record = ProgressRecord::decode(topic, message.payload().unwrap_or_default())?;
                 progress.apply(record);
             }

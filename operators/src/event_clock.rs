@@ -22,7 +22,9 @@
 //! delivered is complete, and the last batches of a quiet plant still get
 //! decided. Records sent at the frontier meanwhile (rejections, batch events
 //! that came late) move it one more epoch, so a quiet plant's dead letters
-//! are written too.
+//! are written too. An all-idle clock also follows the other workers'
+//! frontier ([`EventClock::set_peer_frontier`]): a worker whose partitions
+//! carry nothing must not hold the others back.
 //!
 //! Wall time enters only through the `now_ms` arguments, so the kernel is
 //! deterministic under test. Cost: O(1) per record, O(partitions) per
@@ -104,6 +106,8 @@ pub struct EventClock {
     frontier: Epoch,
     /// Something was sent at the frontier since it last moved.
     sent_at_frontier: bool,
+    /// The furthest frontier of the other workers' clocks.
+    peer_frontier: Epoch,
 }
 
 impl EventClock {
@@ -129,6 +133,7 @@ impl EventClock {
             partitions,
             frontier: start,
             sent_at_frontier: false,
+            peer_frontier: 0,
         }
     }
 
@@ -171,6 +176,13 @@ impl EventClock {
             },
             _ => Admission::OnTime(epoch),
         }
+    }
+
+    /// Tells the clock how far the other workers' clocks have moved. When
+    /// every partition of this clock is idle (or it has delivered nothing at
+    /// all), the frontier follows them rather than holding them back.
+    pub fn set_peer_frontier(&mut self, epoch: Epoch) {
+        self.peer_frontier = epoch;
     }
 
     /// Records that something was sent at the current frontier (a
@@ -260,7 +272,8 @@ impl EventClock {
             // time, and past whatever was sent at the frontier.
             let past_newest = all_maximum.map(|max| self.config.epoch_of(max) + 1);
             let past_sent = self.sent_at_frontier.then_some(self.frontier + 1);
-            past_newest.max(past_sent)
+            let peers = (self.peer_frontier > 0).then_some(self.peer_frontier);
+            past_newest.max(past_sent).max(peers)
         } else if live_unseen {
             None
         } else {
@@ -383,5 +396,15 @@ mod tests {
             Admission::Late { .. }
         ));
         assert_eq!(clock.advance(10_001), 32);
+    }
+
+    #[test]
+    fn a_clock_that_never_saw_a_record_follows_its_peers_once_idle() {
+        let mut clock = clock();
+        clock.set_peer_frontier(40);
+        assert_eq!(clock.advance(0), 0, "its partitions are not idle yet");
+        clock.set_caught_up(P0, true);
+        clock.set_caught_up(P1, true);
+        assert_eq!(clock.advance(5_000), 40);
     }
 }
