@@ -283,13 +283,18 @@ impl WorkerInput {
         self.held.extend(polled.drain(..));
         loop {
             let mut waiting = VecDeque::with_capacity(self.held.len());
+            // Records of one partition stay in offset order: once one waits,
+            // the rest of its partition waits behind it.
+            let mut blocked: Vec<PartitionId> = Vec::new();
             while let Some((partition, record)) = self.held.pop_front() {
-                // Records of one partition stay in offset order: once one
-                // waits, the rest of its partition waits behind it.
-                let blocked = waiting.iter().any(|(id, _)| *id == partition);
-                if !blocked && self.script.admits(partition, record.source.offset) {
+                if !blocked.contains(&partition)
+                    && self.script.admits(partition, record.source.offset)
+                {
                     self.ingest(partition, record, now_ms, metrics);
                 } else {
+                    if !blocked.contains(&partition) {
+                        blocked.push(partition);
+                    }
                     waiting.push_back((partition, record));
                 }
             }
