@@ -514,11 +514,12 @@ fn run_worker(
                 // flags ten times a second is plenty, and keeps the
                 // source's bookkeeping off the per-poll path.
                 if last_caught_up.elapsed() >= Duration::from_millis(100) {
+                    let now = now_ms();
                     for (partition, caught_up) in source.caught_up() {
                         reader
                             .ingestor
                             .clock_mut()
-                            .set_caught_up(partition, caught_up);
+                            .set_caught_up(partition, caught_up, now);
                     }
                     last_caught_up = Instant::now();
                 }

@@ -1,9 +1,9 @@
 //! Sinks for completed epochs: Kafka topics, JSON-lines files, memory.
 
-use crate::api::metrics::EngineMetrics;
+use crate::api::metrics::{EngineMetrics, LatencyStage};
+use crate::engine::Fatal;
 use crate::runtime::{BoxError, OutputSink};
 use scent_kafka::codec::encode_action;
-use crate::engine::Fatal;
 use scent_kafka::sink::{KafkaEpochSink, SinkCounts};
 use scent_kafka::KafkaError;
 use scent_operators::epoch_sink::EpochOutput;
@@ -51,13 +51,20 @@ impl OutputSink for MeteredKafkaSink {
     }
 
     fn commit(&mut self) -> Result<(), BoxError> {
+        let begun = std::time::Instant::now();
         self.sink.commit(false).map_err(fenced_is_fatal)?;
+        if self.sink.counts().transactions > self.reported.transactions {
+            self.metrics
+                .observe_latency(LatencyStage::commit, begun.elapsed().as_secs_f64());
+        }
         self.report();
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {
-        self.sink.flush(Duration::from_secs(30)).map_err(fenced_is_fatal)?;
+        self.sink
+            .flush(Duration::from_secs(30))
+            .map_err(fenced_is_fatal)?;
         self.report();
         Ok(())
     }

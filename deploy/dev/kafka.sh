@@ -31,6 +31,7 @@
 #   SCENT_READINGS_PARTITIONS (4), SCENT_BATCHES_PARTITIONS (1),
 #   SCENT_ACTIONS_PARTITIONS (4), SCENT_DLQ_PARTITIONS (1)   partition counts for `topics`
 #                                          (scent.progress always has 1, never expires)
+#   SCENT_KAFKA_EXTRA_PROPS ()             extra server.properties lines, space separated key=value
 #   SCENT_KAFKA_EXTRA_TOPICS ()            more topics for `topics`, space separated
 #                                          name:partitions[:key=value,key=value]
 set -euo pipefail
@@ -128,6 +129,10 @@ group.initial.rebalance.delay.ms=0
 broker.session.timeout.ms=$SESSION_TIMEOUT_MS
 broker.heartbeat.interval.ms=500
 EOF
+  local extra
+  for extra in ${SCENT_KAFKA_EXTRA_PROPS:-}; do
+    echo "$extra" >>"$PROPS.tmp"
+  done
   mv "$PROPS.tmp" "$PROPS"
 }
 

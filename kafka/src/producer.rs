@@ -100,6 +100,12 @@ impl RecordProducer {
                 settings.transaction_timeout_ms.to_string(),
             )
             .set("linger.ms", "1")
+            // A transaction begun right after a commit finds the broker
+            // still writing the previous markers and is told to retry
+            // (CONCURRENT_TRANSACTIONS); the default 100 ms backoff would
+            // then add 100 ms to every commit.
+            .set("retry.backoff.ms", "2")
+            .set("retry.backoff.max.ms", "100")
             .set("compression.type", "lz4")
             .create_with_context(context)
             .map_err(|error| KafkaError::Config(error.to_string()))?;

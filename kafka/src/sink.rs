@@ -242,9 +242,16 @@ impl KafkaEpochSink {
             .group
             .group_metadata()
             .ok_or_else(|| KafkaError::Config("consumer has no group metadata".into()))?;
+        let begun = Instant::now();
         self.producer
             .send_offsets_to_transaction(&offsets, &group, transactional.timeout)?;
+        let offsets_sent = begun.elapsed();
         self.producer.commit_transaction(transactional.timeout)?;
+        tracing::debug!(
+            offsets_ms = offsets_sent.as_secs_f64() * 1e3,
+            commit_ms = (begun.elapsed() - offsets_sent).as_secs_f64() * 1e3,
+            "output transaction committed"
+        );
         transactional.open = false;
         transactional.last_commit = Instant::now();
         self.counts.transactions += 1;

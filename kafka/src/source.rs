@@ -101,10 +101,45 @@ pub fn partition_lag(stats: &rdkafka::statistics::Partition) -> Option<i64> {
     Some((stats.ls_offset - position).max(0))
 }
 
-/// Consumer context that captures lag from statistics.
+/// Partitions confirmed caught up by the latest statistics, shared between
+/// librdkafka's callbacks and the source.
+#[derive(Debug, Clone, Default)]
+pub struct CaughtUpReport {
+    caught_up: Arc<Mutex<BTreeMap<(String, i32), bool>>>,
+}
+
+impl CaughtUpReport {
+    fn get(&self, topic: &str, partition: i32) -> bool {
+        self.caught_up
+            .lock()
+            .expect("caught-up lock")
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn set(&self, snapshot: BTreeMap<(String, i32), bool>) {
+        *self.caught_up.lock().expect("caught-up lock") = snapshot;
+    }
+
+    fn clear(&self) {
+        self.caught_up.lock().expect("caught-up lock").clear();
+    }
+}
+
+/// Consumer context that captures lag and caught-up partitions from
+/// statistics, and forgets every caught-up partition on a client error.
+///
+/// A partition only counts as caught up when a statistics report says so
+/// positively: its fetcher is active, its leader's connection is up, and
+/// nothing is left between the application's position and the last stable
+/// offset. A broker outage therefore never looks like a quiet partition
+/// (whose idleness would let the frontier move on and turn the records
+/// delivered after the outage into late ones).
 #[derive(Debug, Clone, Default)]
 pub struct SourceContext {
     lag: LagReport,
+    caught_up: CaughtUpReport,
 }
 
 impl ClientContext for SourceContext {
@@ -118,19 +153,32 @@ impl ClientContext for SourceContext {
             ClientError::PartitionEOF(_) | ClientError::Global(RDKafkaErrorCode::PartitionEOF)
         );
         if !end_of_partition {
+            self.caught_up.clear();
             tracing::error!(%error, reason, "kafka consumer error");
         }
     }
 
     fn stats(&self, statistics: Statistics) {
+        let brokers_up: std::collections::BTreeSet<i32> = statistics
+            .brokers
+            .values()
+            .filter(|broker| broker.state == "UP")
+            .map(|broker| broker.nodeid)
+            .collect();
         let mut lag = self.lag.lag.lock().expect("lag lock");
+        let mut caught_up = BTreeMap::new();
         for (name, topic) in statistics.topics {
             for (partition, stats) in topic.partitions {
                 if let Some(records) = partition_lag(&stats) {
                     lag.insert((name.clone(), partition), records);
+                    let confirmed = records == 0
+                        && stats.fetch_state == "active"
+                        && brokers_up.contains(&stats.leader);
+                    caught_up.insert((name.clone(), partition), confirmed);
                 }
             }
         }
+        self.caught_up.set(caught_up);
     }
 }
 
@@ -146,6 +194,7 @@ pub struct KafkaSource {
     /// Partitions whose last event was an end-of-partition.
     at_end: BTreeMap<PartitionId, bool>,
     lag: LagReport,
+    confirmed: CaughtUpReport,
 }
 
 impl KafkaSource {
@@ -163,6 +212,7 @@ impl KafkaSource {
         let partitions = assign_partitions(inputs, worker, peers);
         let context = SourceContext::default();
         let lag = context.lag.clone();
+        let confirmed = context.caught_up.clone();
         let streams = partitions
             .iter()
             .map(|p| ((p.topic.clone(), p.partition), p.stream))
@@ -176,6 +226,7 @@ impl KafkaSource {
                 streams,
                 at_end,
                 lag,
+                confirmed,
             });
         }
         let consumer: BaseConsumer<SourceContext> = settings
@@ -186,7 +237,7 @@ impl KafkaSource {
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "2000")
+            .set("statistics.interval.ms", "1000")
             .set("queued.max.messages.kbytes", "16384")
             .create_with_context(context)
             .map_err(|error| KafkaError::Config(error.to_string()))?;
@@ -220,6 +271,7 @@ impl KafkaSource {
             streams,
             at_end,
             lag,
+            confirmed,
         })
     }
 
@@ -243,20 +295,18 @@ impl KafkaSource {
     }
 
     /// Whether each partition has been read up to its end: its last event
-    /// was an end-of-partition, and the latest statistics (if any) show no
-    /// lag. librdkafka's end-of-partition event names only the partition
-    /// number, so it is marked on every topic of this worker with that
-    /// number; the lag, which names the topic, tells them apart.
+    /// was an end-of-partition, and the latest statistics confirm it (see
+    /// [`SourceContext`]). librdkafka's end-of-partition event names only
+    /// the partition number, so it is marked on every topic of this worker
+    /// with that number; the statistics, which name the topic, tell them
+    /// apart.
     pub fn caught_up(&self) -> BTreeMap<PartitionId, bool> {
-        let lag = self.lag.snapshot();
         self.partitions
             .iter()
             .map(|assigned| {
                 let at_end = self.at_end.get(&assigned.id()).copied().unwrap_or(false);
-                let no_lag = lag
-                    .get(&(assigned.topic.clone(), assigned.partition))
-                    .is_none_or(|&records| records == 0);
-                (assigned.id(), at_end && no_lag)
+                let confirmed = self.confirmed.get(&assigned.topic, assigned.partition);
+                (assigned.id(), at_end && confirmed)
             })
             .collect()
     }
@@ -318,6 +368,8 @@ impl KafkaSource {
                     return Err(KafkaError::broker("consume", error))
                 }
                 Err(error) => {
+                    // Nothing is caught up until statistics confirm it again.
+                    self.confirmed.clear();
                     tracing::warn!(%error, "kafka consume error, librdkafka retries");
                     break;
                 }

@@ -203,9 +203,16 @@ impl EventClock {
     }
 
     /// Records whether the reader of `partition` has caught up with the
-    /// newest record available (only caught-up partitions can go idle).
-    pub fn set_caught_up(&mut self, partition: PartitionId, caught_up: bool) {
-        self.partitions.entry(partition).or_default().caught_up = caught_up;
+    /// newest record available, at wall time `now_ms`. Only caught-up
+    /// partitions can go idle, and only after `idle_timeout_ms` of silence
+    /// *while caught up*: a partition that was behind (or whose broker was
+    /// unreachable) starts its idle timer afresh when it catches up.
+    pub fn set_caught_up(&mut self, partition: PartitionId, caught_up: bool, now_ms: u64) {
+        let clock = self.partitions.entry(partition).or_default();
+        if caught_up && !clock.caught_up {
+            clock.last_delivery_wall_ms = clock.last_delivery_wall_ms.max(now_ms);
+        }
+        clock.caught_up = caught_up;
     }
 
     /// Restarts every partition's idle timer at wall time `now_ms`. Called
@@ -335,7 +342,7 @@ mod tests {
         let mut clock = clock();
         clock.admit(P0, 30_000, 0);
         clock.admit(P1, 10_000, 0);
-        clock.set_caught_up(P1, true);
+        clock.set_caught_up(P1, true, 0);
         assert_eq!(clock.advance(4_999), 8);
         assert_eq!(clock.advance(5_000), 28);
         // The idle partition wakes up behind the frontier: late.
@@ -366,11 +373,24 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_timer_starts_when_a_partition_catches_up() {
+        let mut clock = clock();
+        clock.admit(P0, 30_000, 0);
+        clock.admit(P1, 10_000, 0);
+        // P1's broker was unreachable for 6 s: not caught up meanwhile.
+        clock.set_caught_up(P1, false, 0);
+        assert_eq!(clock.advance(6_000), 8);
+        clock.set_caught_up(P1, true, 6_000);
+        assert_eq!(clock.advance(6_001), 8, "silent, but caught up only now");
+        assert_eq!(clock.advance(11_000), 28);
+    }
+
+    #[test]
     fn a_paused_reader_does_not_make_its_partitions_idle() {
         let mut clock = clock();
         clock.admit(P0, 30_000, 0);
         clock.admit(P1, 10_000, 0);
-        clock.set_caught_up(P1, true);
+        clock.set_caught_up(P1, true, 0);
         clock.hold_idleness(4_000);
         assert_eq!(clock.advance(8_000), 8, "P1 paused 4 s ago, not 8");
         assert_eq!(clock.advance(9_000), 28);
@@ -381,8 +401,8 @@ mod tests {
         let mut clock = clock();
         clock.admit(P0, 30_000, 0);
         clock.admit(P1, 10_000, 0);
-        clock.set_caught_up(P0, true);
-        clock.set_caught_up(P1, true);
+        clock.set_caught_up(P0, true, 0);
+        clock.set_caught_up(P1, true, 0);
         assert_eq!(clock.advance(10_000), 31);
         // A rejection sent at the frontier moves it once more.
         clock.note_sent_at_frontier();
@@ -390,7 +410,7 @@ mod tests {
         assert_eq!(clock.advance(10_000), 32);
         // P1 wakes up with a late record: it is live again, but its
         // watermark lies behind the frontier, which stays put.
-        clock.set_caught_up(P1, false);
+        clock.set_caught_up(P1, false, 0);
         assert!(matches!(
             clock.admit(P1, 10_500, 10_000),
             Admission::Late { .. }
@@ -403,8 +423,8 @@ mod tests {
         let mut clock = clock();
         clock.set_peer_frontier(40);
         assert_eq!(clock.advance(0), 0, "its partitions are not idle yet");
-        clock.set_caught_up(P0, true);
-        clock.set_caught_up(P1, true);
+        clock.set_caught_up(P0, true, 0);
+        clock.set_caught_up(P1, true, 0);
         assert_eq!(clock.advance(5_000), 40);
     }
 }

@@ -48,6 +48,8 @@ pub enum LatencyStage {
     verdict,
     /// Time to hand one epoch's output to the sink.
     sink,
+    /// Time to commit one output transaction.
+    commit,
 }
 
 /// Labels of latency histograms.
