@@ -100,12 +100,6 @@ impl RecordProducer {
                 settings.transaction_timeout_ms.to_string(),
             )
             .set("linger.ms", "1")
-            // A transaction begun right after a commit finds the broker
-            // still writing the previous markers and is told to retry
-            // (CONCURRENT_TRANSACTIONS); the default 100 ms backoff would
-            // then add 100 ms to every commit.
-            .set("retry.backoff.ms", "2")
-            .set("retry.backoff.max.ms", "100")
             .set("compression.type", "lz4")
             .create_with_context(context)
             .map_err(|error| KafkaError::Config(error.to_string()))?;
@@ -144,7 +138,15 @@ impl RecordProducer {
     }
 
     /// Commits the open transaction, flushing everything queued in it.
+    ///
+    /// The records are delivered first, serving delivery reports every
+    /// millisecond: rdkafka's own flush before the commit serves them in
+    /// waits of up to 100 ms, which would add 100 ms to every transaction.
     pub fn commit_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(1));
+        }
         self.producer
             .commit_transaction(timeout)
             .map_err(|error| KafkaError::broker("commit transaction", error))?;
