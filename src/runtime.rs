@@ -1,27 +1,37 @@
 //! The engine runtime: timely workers that read their input partitions,
-//! run the quality-control dataflow, and hand completed epochs to a sink.
+//! run the quality-control dataflow, and hand completed epochs to the sink.
 //!
 //! Each worker thread owns a [`RecordSource`] (its share of the input
-//! partitions) and an [`OutputSink`]. Its loop:
+//! partitions); worker 0 also owns the [`OutputSink`], to which every
+//! output is routed (see `scent_operators::epoch_sink`). A worker's loop:
 //!
 //! 1. unless backpressure applies, polls up to `poll_batch` records and
 //!    runs each through the ingest stages (decode, validate, duplicate
 //!    check, event-time admission), sending it into the dataflow at its
 //!    epoch (rejections at the current frontier);
-//! 2. advances the event clock and downgrades the source capability to the
-//!    new frontier, which lets epochs complete downstream;
-//! 3. steps the dataflow, whose epoch sink passes each completed epoch's
-//!    actions and dead letters to the sink.
+//! 2. moves its source capability to the new frontier, emitting a
+//!    `SourceAdvance` (the frontier and each partition's next offset) at
+//!    the old one, so that the move is committed with the output it
+//!    completes;
+//! 3. steps the dataflow; on worker 0, the epoch sink passes each completed
+//!    epoch to the sink, which then commits.
+//!
+//! **Replay**: a restarted engine gives each worker the advances its
+//! predecessor committed ([`RuntimeConfig::replay`]). Until they are used
+//! up, the worker reads each partition exactly up to the next advance's
+//! offsets (records read beyond wait in a buffer) and then moves its
+//! frontier as recorded, instead of by its live clock, so every record is
+//! admitted as it was before the crash.
 //!
 //! **Backpressure**: timely has none of its own, so a worker stops
-//! polling while its decisions lag more than `max_epochs_in_flight` epochs
-//! behind its source frontier; unread input then waits in Kafka, not in
-//! memory.
+//! polling while more than `max_records_in_flight` of the records it sent
+//! belong to frontier moves the output has not passed yet; unread input
+//! then waits in Kafka, not in memory.
 //!
 //! **Ending**: a finite source (the demo) drops its capability when it is
-//! exhausted, every epoch then completes and the run ends. On shutdown the
-//! dataflow is dropped without completing open epochs: decisions are only
-//! ever made on complete input.
+//! exhausted, every epoch then completes and the run ends. On shutdown or
+//! failure the dataflow is dropped without completing open epochs:
+//! decisions are only ever made on complete input.
 
 use crate::api::metrics::{EngineMetrics, LatencyStage};
 use scent_dataflows::quality_control::{quality_control, QualityControlConfig};
