@@ -117,6 +117,9 @@ pub fn read_committed_progress(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
+        // At the end of the topic the broker would otherwise hold each
+        // fetch for 500 ms before answering that nothing is left.
+        .set("fetch.wait.max.ms", "10")
         .create_with_context(QuietEnd)
         .map_err(|error| KafkaError::Config(error.to_string()))?;
     let (low, high) = match consumer.fetch_watermarks(topic, 0, timeout) {
@@ -153,7 +156,7 @@ pub fn read_committed_progress(
                 reason: format!("progress not read to its end within {timeout:?}"),
             });
         }
-        match consumer.poll(Duration::from_millis(200)) {
+        match consumer.poll(Duration::from_millis(50)) {
             None => continue,
             Some(Ok(message)) => {
                 // Engines of several groups may share the topic: each
