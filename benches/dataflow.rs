@@ -33,10 +33,10 @@ use scent_dataflows::quality_control::{quality_control, QualityControlConfig};
 use scent_operators::epoch_sink::EpochSink;
 use scent_operators::event_clock::{Epoch, EventClockConfig};
 use scent_operators::ingest::Ingested;
-use scent_operators::source_progress::SourceAdvance;
 use scent_operators::model::{
     BatchEvent, BatchPhase, Decision, EventTimeMs, SensorKind, SourceCoord,
 };
+use scent_operators::source_progress::SourceAdvance;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -177,17 +177,18 @@ fn run(shares: Vec<Vec<Ingested>>, workers: usize) -> Arc<Counts> {
                 anomaly_counts.anomalies.fetch_add(1, Ordering::Relaxed);
             });
             let no_advances = Vec::<SourceAdvance>::new().to_stream(scope);
-            flow.actions.epoch_sink(flow.dead_letters, no_advances, move |output| {
-                for action in &output.actions {
-                    let counter = match action.decision {
-                        Some(Decision::Release) => &counts.released,
-                        _ => &counts.held,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-                let letters = output.dead_letters.len() as u64;
-                counts.dead_letters.fetch_add(letters, Ordering::Relaxed);
-            });
+            flow.actions
+                .epoch_sink(flow.dead_letters, no_advances, move |output| {
+                    for action in &output.actions {
+                        let counter = match action.decision {
+                            Some(Decision::Release) => &counts.released,
+                            _ => &counts.held,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let letters = output.dead_letters.len() as u64;
+                    counts.dead_letters.fetch_add(letters, Ordering::Relaxed);
+                });
             (input, capability)
         });
 

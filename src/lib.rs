@@ -11,6 +11,7 @@
 //! | [`engine`] | `scent run`: Kafka in, Kafka and PostgreSQL out |
 //! | [`demo`] | `scent demo`: the simulated plant through the dataflow |
 //! | [`simulate`] | `scent simulate`: the simulated plant to Kafka or files |
+//! | [`bench`] | `scent bench`: latency, recovery and throughput against a broker |
 //! | [`runtime`] | timely workers: poll, ingest, step, emit |
 //! | [`sources`] | Kafka partitions and the in-process plant as sources |
 //! | [`sinks`] | Kafka topics, JSON-lines files and memory as sinks |
@@ -22,6 +23,7 @@
 pub mod api;
 pub mod archive;
 pub mod archiver;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod engine;

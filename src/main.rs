@@ -35,6 +35,10 @@ enum Command {
     /// Manage the Kafka topics scent uses.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Measure the engine against a Kafka broker: latency, recovery,
+    /// throughput, malformed input (one JSON object per measure on stdout).
+    #[command(subcommand)]
+    Bench(scent::bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -107,6 +111,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Simulate(options) => {
             scent::simulate::run(options).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Command::Bench(measure) => {
+            scent::bench::run(measure).map_err(|e| anyhow::anyhow!(e))?;
         }
         Command::Topics(TopicsCommand::Create(args)) => {
             let mut settings = Config::load(args.config.as_deref())?.kafka;

@@ -100,6 +100,12 @@ impl RecordProducer {
                 settings.transaction_timeout_ms.to_string(),
             )
             .set("linger.ms", "1")
+            // A transaction begun right after a commit finds the broker
+            // still writing the previous one's markers: AddOffsetsToTxn is
+            // answered CONCURRENT_TRANSACTIONS and retried after this
+            // backoff (default 100 ms, which back-to-back commits would pay
+            // every time).
+            .set("retry.backoff.ms", "10")
             .set("compression.type", "lz4")
             .create_with_context(context)
             .map_err(|error| KafkaError::Config(error.to_string()))?;
@@ -185,7 +191,9 @@ impl RecordProducer {
                     back,
                 )) => {
                     base = back;
-                    self.producer.poll(Duration::from_millis(50));
+                    // rdkafka's poll waits out its whole timeout: wait in
+                    // short steps so sending resumes as soon as there is room.
+                    self.producer.poll(Duration::from_millis(1));
                 }
                 Err((error, _)) => return Err(KafkaError::broker("produce", error)),
             }
