@@ -80,7 +80,7 @@ pub struct Fatal(pub String);
 /// progress, and positions the sources to replay it.
 pub fn prepare(
     settings: &KafkaSettings,
-    workers: usize,
+    (workers, epoch_ms): (usize, u64),
     metrics: &EngineMetrics,
 ) -> Result<Prepared, BoxError> {
     let inputs = input_partitions(settings)?;
@@ -100,6 +100,13 @@ pub fn prepare(
             settings.topics.progress, committed.workers, committed.workers
         ))));
     }
+    if committed.transactions > 0 && committed.epoch_ms != epoch_ms {
+        return Err(Box::new(Fatal(format!(
+            "the committed progress on `{}` counts epochs of {} ms; restart with \
+             time.epoch_ms = {} (changing the epoch width needs a new group id)",
+            settings.topics.progress, committed.epoch_ms, committed.epoch_ms
+        ))));
+    }
     let origin = resolve_origin(settings, &inputs, &committed.origin)?;
     if committed.transactions > 0 {
         tracing::info!(
@@ -111,6 +118,7 @@ pub fn prepare(
     sink.resume(Resume {
         frontier: committed.frontier,
         workers,
+        epoch_ms,
         origin: origin
             .iter()
             .map(|((topic, partition), next_offset)| PartitionPosition {
@@ -261,7 +269,12 @@ fn run_with_restarts(
     let mut backoff = Duration::from_millis(500);
     loop {
         let started = Instant::now();
-        let outcome = prepare(&config.kafka, config.engine.workers, metrics).and_then(|prepared| {
+        let outcome = prepare(
+            &config.kafka,
+            (config.engine.workers, config.time.epoch_ms),
+            metrics,
+        )
+        .and_then(|prepared| {
             let mut runtime = RuntimeConfig::from_config(config);
             runtime.replay = prepared.replay;
             runtime::run(

@@ -36,6 +36,9 @@ pub struct ProgressRecord {
     pub frontier: Epoch,
     /// Timely workers of the run (a restart must use as many).
     pub workers: usize,
+    /// Width of an epoch in ms of event time (a restart must use the same:
+    /// the recorded frontier moves are epochs).
+    pub epoch_ms: u64,
     /// Version of the engine that committed.
     pub engine_version: String,
     /// Where the run began reading each input partition.
@@ -73,6 +76,8 @@ pub struct CommittedProgress {
     pub frontier: Epoch,
     /// Workers of the committing run.
     pub workers: usize,
+    /// Epoch width of the committing run.
+    pub epoch_ms: u64,
     /// Where replay starts, per `(topic, partition)`.
     pub origin: BTreeMap<(String, i32), i64>,
     /// The committed advances of each worker, in order.
@@ -86,6 +91,7 @@ impl CommittedProgress {
     pub fn apply(&mut self, record: ProgressRecord) {
         self.frontier = self.frontier.max(record.frontier);
         self.workers = record.workers;
+        self.epoch_ms = record.epoch_ms;
         for position in record.origin {
             self.origin
                 .entry((position.topic, position.partition))
@@ -212,6 +218,7 @@ mod tests {
             schema: PROGRESS_SCHEMA.into(),
             frontier,
             workers: 2,
+            epoch_ms: 50,
             engine_version: "0.1.0".into(),
             origin: vec![position(0, 0), position(1, 5)],
             advances,

@@ -44,6 +44,8 @@ pub struct Resume {
     pub frontier: Epoch,
     /// Timely workers of the run.
     pub workers: usize,
+    /// Epoch width of the run, in ms of event time.
+    pub epoch_ms: u64,
     /// Where the run reads each input partition from.
     pub origin: Vec<PartitionPosition>,
 }
@@ -220,6 +222,7 @@ impl KafkaEpochSink {
             schema: PROGRESS_SCHEMA.into(),
             frontier: transactional.staged_frontier,
             workers: transactional.resume.workers,
+            epoch_ms: transactional.resume.epoch_ms,
             engine_version: env!("CARGO_PKG_VERSION").into(),
             origin: transactional.resume.origin.clone(),
             advances,
