@@ -106,10 +106,25 @@ pub fn partition_lag(stats: &rdkafka::statistics::Partition) -> Option<i64> {
 #[derive(Debug, Clone, Default)]
 pub struct CaughtUpReport {
     caught_up: Arc<Mutex<BTreeMap<(String, i32), bool>>>,
+    last_error: Arc<Mutex<Option<std::time::Instant>>>,
 }
+
+/// How long after a client error no partition counts as caught up. After a
+/// broker outage the producers feeding the input are recovering too, and
+/// their backlogs arrive partition by partition; a partition whose backlog
+/// is late must not look idle meanwhile.
+pub const OUTAGE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl CaughtUpReport {
     fn get(&self, topic: &str, partition: i32) -> bool {
+        if self
+            .last_error
+            .lock()
+            .expect("error time lock")
+            .is_some_and(|at| at.elapsed() < OUTAGE_GRACE)
+        {
+            return false;
+        }
         self.caught_up
             .lock()
             .expect("caught-up lock")
@@ -122,8 +137,10 @@ impl CaughtUpReport {
         *self.caught_up.lock().expect("caught-up lock") = snapshot;
     }
 
+    /// Forgets every caught-up partition, for [`OUTAGE_GRACE`].
     fn clear(&self) {
         self.caught_up.lock().expect("caught-up lock").clear();
+        *self.last_error.lock().expect("error time lock") = Some(std::time::Instant::now());
     }
 }
 
@@ -133,9 +150,10 @@ impl CaughtUpReport {
 /// A partition only counts as caught up when a statistics report says so
 /// positively: its fetcher is active, its leader's connection is up, and
 /// nothing is left between the application's position and the last stable
-/// offset. A broker outage therefore never looks like a quiet partition
-/// (whose idleness would let the frontier move on and turn the records
-/// delivered after the outage into late ones).
+/// offset; and not within [`OUTAGE_GRACE`] of a client error. A broker
+/// outage therefore never looks like a quiet partition (whose idleness
+/// would let the frontier move on and turn the records delivered after the
+/// outage into late ones).
 #[derive(Debug, Clone, Default)]
 pub struct SourceContext {
     lag: LagReport,
