@@ -18,7 +18,6 @@ use scent_kafka::settings::StartFrom;
 use scent_kafka::sink::{KafkaEpochSink, Resume};
 use scent_kafka::source::KafkaSource;
 use scent_kafka::{Delivery, KafkaError, KafkaSettings};
-use scent_operators::event_clock::Epoch;
 use scent_operators::model::InputStream;
 use scent_operators::source_progress::{PartitionPosition, SourceAdvance};
 use std::collections::BTreeMap;
@@ -66,8 +65,6 @@ pub struct Prepared {
     pub sinks: SinkFactory,
     /// Committed source advances to replay, by worker.
     pub replay: Arc<BTreeMap<usize, Vec<SourceAdvance>>>,
-    /// Epochs below this one were committed by an earlier run.
-    pub resume_frontier: Epoch,
 }
 
 /// A condition no restart can fix.
@@ -75,14 +72,12 @@ pub struct Prepared {
 #[error("{0}")]
 pub struct Fatal(pub String);
 
-/// Prepares a run over Kafka with `workers` workers: connects the sink
-/// (fencing any older engine with the same group), reads the committed
-/// progress, and positions the sources to replay it.
-pub fn prepare(
-    settings: &KafkaSettings,
-    (workers, epoch_ms): (usize, u64),
-    metrics: &EngineMetrics,
-) -> Result<Prepared, BoxError> {
+/// Prepares a run of `config` over Kafka: connects the sink (fencing any
+/// older engine with the same group), reads the committed progress, and
+/// positions the sources to replay it.
+pub fn prepare(config: &Config, metrics: &EngineMetrics) -> Result<Prepared, BoxError> {
+    let settings = &config.kafka;
+    let (workers, epoch_ms) = (config.engine.workers, config.time.epoch_ms);
     let inputs = input_partitions(settings)?;
     let mut sink = KafkaEpochSink::new(settings, workers)?;
     let wait = Duration::from_millis(settings.transaction_timeout_ms);
@@ -146,7 +141,6 @@ pub fn prepare(
         sources,
         sinks,
         replay: Arc::new(committed.advances),
-        resume_frontier: committed.frontier,
     })
 }
 
@@ -269,12 +263,7 @@ fn run_with_restarts(
     let mut backoff = Duration::from_millis(500);
     loop {
         let started = Instant::now();
-        let outcome = prepare(
-            &config.kafka,
-            (config.engine.workers, config.time.epoch_ms),
-            metrics,
-        )
-        .and_then(|prepared| {
+        let outcome = prepare(config, metrics).and_then(|prepared| {
             let mut runtime = RuntimeConfig::from_config(config);
             runtime.replay = prepared.replay;
             runtime::run(

@@ -280,11 +280,7 @@ pub fn run_demo_through_kafka(
     let mut registry = Registry::with_prefix("scent");
     let metrics = EngineMetrics::register(&mut registry);
     let collected = Collected::default();
-    let prepared = crate::engine::prepare(
-        &config.kafka,
-        (config.engine.workers, config.time.epoch_ms),
-        &metrics,
-    )?;
+    let prepared = crate::engine::prepare(&config, &metrics)?;
     let (sources, kafka_sinks) = (prepared.sources, prepared.sinks);
     let copy = collected.clone();
     let sinks: SinkFactory = Arc::new(move |worker| {
