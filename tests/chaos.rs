@@ -54,11 +54,14 @@ use scent_kafka::{KafkaSettings, Topics};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::{free_local_address, fresh_database, log_tail, metric_sum, Engine};
+
+mod support;
 
 /// Seed of the simulated plant.
 const PLANT_SEED: u64 = 41;
@@ -82,45 +85,6 @@ const DEFAULT_CHAOS_SEED: u64 = 20_261_124;
 
 // ---------------------------------------------------------------------------------------
 // Services
-
-struct Services {
-    brokers: String,
-    database_url: String,
-    kafka_ctl: PathBuf,
-    pg_ctl: PathBuf,
-}
-
-fn services(test: &str) -> Option<Services> {
-    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let kcat = Command::new("kcat").arg("-V").output().is_ok();
-    match (
-        var("SCENT_KAFKA_BROKERS"),
-        var("SCENT_DATABASE_URL"),
-        var("SCENT_KAFKA_CTL"),
-        var("SCENT_PG_CTL"),
-        kcat,
-    ) {
-        (Some(brokers), Some(database_url), Some(kafka_ctl), Some(pg_ctl), true) => {
-            Some(Services {
-                brokers,
-                database_url,
-                kafka_ctl: kafka_ctl.into(),
-                pg_ctl: pg_ctl.into(),
-            })
-        }
-        _ if std::env::var("SCENT_REQUIRE_SERVICES").as_deref() == Ok("1") => panic!(
-            "{test}: SCENT_KAFKA_BROKERS, SCENT_DATABASE_URL, SCENT_KAFKA_CTL, SCENT_PG_CTL \
-             and kcat are required"
-        ),
-        _ => {
-            eprintln!(
-                "skipping {test}: needs SCENT_KAFKA_BROKERS, SCENT_DATABASE_URL, \
-                 SCENT_KAFKA_CTL, SCENT_PG_CTL and kcat (run deploy/test.sh)"
-            );
-            None
-        }
-    }
-}
 
 /// Runs a service control script (`deploy/dev/kafka.sh`, `postgres.sh`)
 /// with `verb`; returns how long it took.
@@ -160,27 +124,6 @@ impl Drop for DatabaseStopped<'_> {
             let _ = Command::new(self.pg_ctl).arg("start").output();
         }
     }
-}
-
-/// A database of its own for this test, created through the admin URL.
-async fn fresh_database(admin_url: &str, name: &str) -> String {
-    let admin = sqlx::PgPool::connect(admin_url)
-        .await
-        .expect("connect to SCENT_DATABASE_URL");
-    // The name is built by the test from its process id, never from input.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
-    format!("{base}/{name}")
 }
 
 async fn drop_database(admin_url: &str, name: &str) {
@@ -236,56 +179,12 @@ fn write_config(
     std::fs::write(path, text).expect("write the engine configuration");
 }
 
-/// One `scent run` process, its stderr in a log file; killed when dropped.
-struct EngineProcess {
-    child: Child,
-    started: Instant,
-}
-
-impl EngineProcess {
-    fn spawn(config: &Path, log: PathBuf) -> EngineProcess {
-        let stderr = std::fs::File::create(&log).expect("create the engine log");
-        let child = Command::new(env!("CARGO_BIN_EXE_scent"))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("SCENT_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start scent run");
-        EngineProcess {
-            child,
-            started: Instant::now(),
-        }
-    }
-
-    /// The exit status, if the process has ended.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("query the engine process")
-    }
-
-    /// SIGKILL, then reap; returns the moment it was dead.
-    fn kill(&mut self) -> Instant {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        Instant::now()
-    }
-}
-
-impl Drop for EngineProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The last `lines` lines of a log file.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+/// One `scent run` process logging at `info` level, without colours, to
+/// `log`; killed when dropped.
+fn start_engine(config: &Path, log: PathBuf) -> Engine {
+    let mut command = support::run_command(config);
+    command.env("SCENT_LOG", "info").env("NO_COLOR", "1");
+    Engine::spawn(command, Some(log))
 }
 
 /// Lines of a log file containing `needle`.
@@ -325,7 +224,7 @@ struct Supervisor {
     config: PathBuf,
     dir: PathBuf,
     commits: CommitWatch,
-    current: EngineProcess,
+    current: Engine,
     incarnation: usize,
     /// When each incarnation started, in ms since the Unix epoch (to
     /// attribute output records to incarnations).
@@ -349,7 +248,7 @@ impl Supervisor {
         let log = dir.join("subject-00.log");
         Supervisor {
             started_ms: vec![now_ms()],
-            current: EngineProcess::spawn(&config, log.clone()),
+            current: start_engine(&config, log.clone()),
             config,
             dir,
             commits,
@@ -368,7 +267,7 @@ impl Supervisor {
         let log = self
             .dir
             .join(format!("subject-{:02}.log", self.incarnation));
-        self.current = EngineProcess::spawn(&self.config, log.clone());
+        self.current = start_engine(&self.config, log.clone());
         self.logs.push(log);
     }
 
@@ -381,7 +280,7 @@ impl Supervisor {
     /// has run for [`SETTLED_AFTER_START`].
     fn note_progress_start(&mut self) {
         if self.progress_start[self.incarnation].is_none()
-            && self.current.started.elapsed() >= SETTLED_AFTER_START
+            && self.current.started().elapsed() >= SETTLED_AFTER_START
         {
             self.progress_start[self.incarnation] = self.commits.end_offset(Duration::from_secs(2));
         }
@@ -417,7 +316,7 @@ impl Supervisor {
 
     /// `kill -9`, then a new incarnation at once.
     fn kill_and_restart(&mut self, point: KillPoint) {
-        let lifetime = self.current.started.elapsed();
+        let lifetime = self.current.started().elapsed();
         let at = self.current.kill();
         self.kills.push(Kill {
             incarnation: self.incarnation,
@@ -427,12 +326,6 @@ impl Supervisor {
         });
         self.spawn_next();
     }
-}
-
-/// A loopback address with a port that was free a moment ago.
-fn free_local_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
 }
 
 /// The engine's `/metrics` exposition, if it answers.
@@ -451,15 +344,6 @@ fn scrape_metrics(address: &str) -> Option<String> {
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
-}
-
-/// The sum of every sample whose series starts with `prefix`.
-fn metric_sum(exposition: &str, prefix: &str) -> f64 {
-    exposition
-        .lines()
-        .filter(|line| line.starts_with(prefix) && !line.starts_with('#'))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// What the running incarnation has regenerated, from its `/metrics`.
@@ -1047,7 +931,7 @@ struct Oracle {
     topics: Topics,
     reader: String,
     expected: (usize, usize),
-    process: Option<EngineProcess>,
+    process: Option<Engine>,
     started: Option<Instant>,
     completed_after: Option<Duration>,
     ended_by_itself: Option<ExitStatus>,
@@ -1067,7 +951,7 @@ impl Oracle {
         }
         let Some(process) = &mut self.process else {
             if may_start {
-                self.process = Some(EngineProcess::spawn(&self.config, self.log.clone()));
+                self.process = Some(start_engine(&self.config, self.log.clone()));
                 self.started = Some(Instant::now());
             }
             return;
@@ -1146,10 +1030,19 @@ impl Production {
 
 #[test]
 fn output_is_exactly_once_across_kills_and_service_restarts() {
-    let Some(services) = services("output_is_exactly_once_across_kills_and_service_restarts")
-    else {
+    let Some([kafka_brokers, admin_database_url, kafka_ctl, pg_ctl]) = support::services(
+        "output_is_exactly_once_across_kills_and_service_restarts",
+        [
+            "SCENT_KAFKA_BROKERS",
+            "SCENT_DATABASE_URL",
+            "SCENT_KAFKA_CTL",
+            "SCENT_PG_CTL",
+        ],
+        true,
+    ) else {
         return;
     };
+    let (kafka_ctl, pg_ctl) = (PathBuf::from(kafka_ctl), PathBuf::from(pg_ctl));
     let chaos_seed = std::env::var("SCENT_CHAOS_SEED")
         .ok()
         .map(|seed| seed.parse().expect("SCENT_CHAOS_SEED is a number"))
@@ -1165,7 +1058,7 @@ fn output_is_exactly_once_across_kills_and_service_restarts() {
         .expect("create a temporary directory")
         .keep();
     let reader = format!("{run_id}-reader");
-    let brokers = services.brokers.as_str();
+    let brokers = kafka_brokers.as_str();
 
     // Topics: shared input, and output topics of each engine.
     let input = scent::simulate::prefixed_topics(&format!("{run_id}."));
@@ -1185,7 +1078,7 @@ fn output_is_exactly_once_across_kills_and_service_restarts() {
             .expect("create the topics");
     }
     let database_name = format!("scent_{run_id}");
-    let database_url = runtime.block_on(fresh_database(&services.database_url, &database_name));
+    let database_url = runtime.block_on(fresh_database(&admin_database_url, &database_name));
     let oracle_config = dir.join("oracle.toml");
     let subject_listen = free_local_address();
     let subject_config = dir.join("subject.toml");
@@ -1265,13 +1158,13 @@ fn output_is_exactly_once_across_kills_and_service_restarts() {
     // PostgreSQL restart, early, while the subject reads live input: the
     // engine must keep running and committing while the archive waits.
     let first_life = Duration::from_millis(rng.random_range(300..=1_500));
-    supervisor.run_until(supervisor.current.started + first_life, &mut || {});
+    supervisor.run_until(supervisor.current.started() + first_life, &mut || {});
     let incarnation_before = supervisor.incarnation;
     let mut database = DatabaseStopped {
-        pg_ctl: &services.pg_ctl,
+        pg_ctl: &pg_ctl,
         stopped: true,
     };
-    let stop_took = control(&services.pg_ctl, "stop");
+    let stop_took = control(&pg_ctl, "stop");
     let down_since = Instant::now();
     let commits_before = supervisor.commits.count();
     let outage_deadline = down_since + Duration::from_secs(20);
@@ -1310,7 +1203,7 @@ fn output_is_exactly_once_across_kills_and_service_restarts() {
             KillPoint::AfterStart
         };
         let mut from = match point {
-            KillPoint::AfterStart => supervisor.current.started,
+            KillPoint::AfterStart => supervisor.current.started(),
             KillPoint::AfterFirstCommit => {
                 let deadline = Instant::now() + Duration::from_secs(30);
                 loop {
@@ -1328,7 +1221,7 @@ fn output_is_exactly_once_across_kills_and_service_restarts() {
         if kill == KILLS / 2 {
             let incarnation = supervisor.incarnation;
             let began = test_started.elapsed();
-            let took = control(&services.kafka_ctl, "restart");
+            let took = control(&kafka_ctl, "restart");
             let back = Instant::now();
             let input_left = !production.finished();
             let deadline = back + Duration::from_secs(60);
@@ -1798,7 +1691,7 @@ fn output_is_exactly_once_across_kills_and_service_restarts() {
     let exact = comparisons.iter().all(|comparison| comparison.is_exact());
     if !exact || !problems.is_empty() {
         eprintln!("---- logs kept in {} ----", dir.display());
-        eprintln!("-- oracle.log --\n{}", tail(&oracle.log, 20));
+        eprintln!("-- oracle.log --\n{}", log_tail(&oracle.log, 20));
         let mut shown: BTreeSet<usize> = supervisor
             .unexpected_exits
             .iter()
@@ -1807,7 +1700,7 @@ fn output_is_exactly_once_across_kills_and_service_restarts() {
         shown.extend(final_incarnation.saturating_sub(2)..=final_incarnation);
         for incarnation in shown {
             let log = &supervisor.logs[incarnation];
-            eprintln!("-- {} --\n{}", log.display(), tail(log, 30));
+            eprintln!("-- {} --\n{}", log.display(), log_tail(log, 30));
         }
         let mut report = String::new();
         for problem in &problems {
@@ -1822,6 +1715,6 @@ fn output_is_exactly_once_across_kills_and_service_restarts() {
         );
     }
     drop(supervisor);
-    runtime.block_on(drop_database(&services.database_url, &database_name));
+    runtime.block_on(drop_database(&admin_database_url, &database_name));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -23,37 +23,17 @@ use scent_kafka::admin::{create_topics, default_topics};
 use scent_kafka::KafkaSettings;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
+use support::{block_on, Engine};
+
+mod support;
 
 const SEED: u64 = 23;
 const READINGS: u64 = 40_000;
 /// Shuffle windows span less than the default allowed lateness (2 s).
 const SHUFFLE_WINDOW_MS: i64 = 1_500;
-
-fn brokers(test: &str) -> Option<String> {
-    let brokers = std::env::var("SCENT_KAFKA_BROKERS").ok();
-    let kcat = Command::new("kcat").arg("-V").output().is_ok();
-    match (brokers, kcat) {
-        (Some(brokers), true) => Some(brokers),
-        _ if std::env::var("SCENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{test}: SCENT_KAFKA_BROKERS and kcat are required")
-        }
-        _ => {
-            eprintln!("skipping {test}: needs SCENT_KAFKA_BROKERS and kcat (run deploy/test.sh)");
-            None
-        }
-    }
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
 
 /// The plant's records with every window of `SHUFFLE_WINDOW_MS` of
 /// readings permuted by a seeded generator; batch events keep their place.
@@ -103,16 +83,6 @@ fn produce_input(brokers: &str, prefix: &str, records: Vec<SimRecord>) -> KafkaS
     settings
 }
 
-/// Kills the engine when dropped.
-struct Engine(Child);
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs `scent run` with `workers` over `input` until `expected` actions
 /// are committed; returns the committed stream as `partition key value`
 /// lines, partition by partition, in offset order.
@@ -157,16 +127,7 @@ listen = ""
         .status()
         .unwrap();
     assert!(status.success(), "scent topics create");
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let _engine = Engine(
-        Command::new(env!("CARGO_BIN_EXE_scent"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _engine = Engine::start(&path, dir.join(format!("{name}.log")));
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let lines = committed_actions(&input.brokers, &out.actions);
@@ -222,7 +183,11 @@ fn per_key(lines: &[String]) -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn the_action_stream_depends_on_the_input_alone() {
-    let Some(brokers) = brokers("the_action_stream_depends_on_the_input_alone") else {
+    let Some([brokers]) = support::services(
+        "the_action_stream_depends_on_the_input_alone",
+        ["SCENT_KAFKA_BROKERS"],
+        true,
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

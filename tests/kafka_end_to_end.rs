@@ -19,64 +19,12 @@ use scent_kafka::codec::{decode_action, decode_dead_letter};
 use scent_kafka::KafkaSettings;
 use scent_operators::model::{Action, DeadLetter, Decision};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
+use support::{block_on, free_local_address, fresh_database, http_get, metric_sum, Engine};
 
-struct Services {
-    brokers: String,
-    database_url: String,
-}
-
-fn services(test: &str) -> Option<Services> {
-    let brokers = std::env::var("SCENT_KAFKA_BROKERS").ok();
-    let database_url = std::env::var("SCENT_DATABASE_URL").ok();
-    let kcat = Command::new("kcat").arg("-V").output().is_ok();
-    match (brokers, database_url, kcat) {
-        (Some(brokers), Some(database_url), true) => Some(Services {
-            brokers,
-            database_url,
-        }),
-        _ if std::env::var("SCENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{test}: SCENT_KAFKA_BROKERS, SCENT_DATABASE_URL and kcat are required")
-        }
-        _ => {
-            eprintln!("skipping {test}: needs SCENT_KAFKA_BROKERS, SCENT_DATABASE_URL and kcat (run deploy/test.sh)");
-            None
-        }
-    }
-}
-
-/// A database of its own for this test, created through the admin URL.
-async fn fresh_database(admin_url: &str, name: &str) -> String {
-    let admin = sqlx::PgPool::connect(admin_url)
-        .await
-        .expect("connect to SCENT_DATABASE_URL");
-    // The name is built by the test from its process id, never from input.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
-    format!("{base}/{name}")
-}
-
-/// Kills the engine when the test ends, however it ends.
-struct Engine(Child);
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod support;
 
 /// Reads a topic to its end with kcat, `read_committed`, one line per
 /// record: `key<TAB>value`.
@@ -143,53 +91,6 @@ fn read_dead_letters(settings: &KafkaSettings, expected: usize) -> Vec<DeadLette
     letters
 }
 
-/// A loopback address with a port that was free a moment ago.
-fn free_local_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-/// A plain HTTP/1.1 GET, returning status and body; retries while the
-/// server starts.
-fn http_get(address: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match std::net::TcpStream::connect(address) {
-            Ok(mut stream) => {
-                write!(
-                    stream,
-                    "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-                )
-                .unwrap();
-                let mut response = String::new();
-                stream.read_to_string(&mut response).unwrap();
-                let status = response
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                let body = response
-                    .split_once("\r\n\r\n")
-                    .map(|(_, b)| b.to_owned())
-                    .unwrap_or_default();
-                return (status, body);
-            }
-            Err(error) if Instant::now() >= deadline => panic!("{address}: {error}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-/// The sum of every sample whose series starts with `prefix`.
-fn metric_sum(exposition: &str, prefix: &str) -> f64 {
-    exposition
-        .lines()
-        .filter(|line| line.starts_with(prefix) && !line.starts_with('#'))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn check_decisions(actions: &[Action], truth: &GroundTruth) {
     let mut by_batch: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
     for action in actions {
@@ -238,23 +139,23 @@ fn check_decisions(actions: &[Action], truth: &GroundTruth) {
 
 #[test]
 fn readings_through_kafka_to_actions_dead_letters_and_archive() {
-    let Some(services) = services("readings_through_kafka_to_actions_dead_letters_and_archive")
-    else {
+    let Some([brokers, admin_database_url]) = support::services(
+        "readings_through_kafka_to_actions_dead_letters_and_archive",
+        ["SCENT_KAFKA_BROKERS", "SCENT_DATABASE_URL"],
+        true,
+    ) else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let run_id = format!("e2e{}", std::process::id());
     let settings = KafkaSettings {
-        brokers: services.brokers.clone(),
+        brokers: brokers.clone(),
         topics: prefixed_topics(&format!("{run_id}.")),
         group_id: run_id.clone(),
         ..KafkaSettings::default()
     };
-    runtime
-        .block_on(create_topics(&settings, &default_topics(&settings, 4)))
-        .unwrap();
-    let database_url = runtime.block_on(fresh_database(
-        &services.database_url,
+    block_on(create_topics(&settings, &default_topics(&settings, 4))).unwrap();
+    let database_url = block_on(fresh_database(
+        &admin_database_url,
         &format!("scent_{run_id}"),
     ));
 
@@ -272,30 +173,23 @@ fn readings_through_kafka_to_actions_dead_letters_and_archive() {
 
     let topics = &settings.topics;
     let listen = free_local_address();
-    let engine = Command::new(env!("CARGO_BIN_EXE_scent"))
+    let mut engine = Command::new(env!("CARGO_BIN_EXE_scent"));
+    engine
         .args(["run", "--workers", "2", "--listen", &listen])
-        .args([
-            "--kafka",
-            &services.brokers,
-            "--database-url",
-            &database_url,
-        ])
+        .args(["--kafka", &brokers, "--database-url", &database_url])
         .env("SCENT__KAFKA__GROUP_ID", &run_id)
         .env("SCENT__KAFKA__TOPICS__READINGS", &topics.readings)
         .env("SCENT__KAFKA__TOPICS__BATCHES", &topics.batches)
         .env("SCENT__KAFKA__TOPICS__ACTIONS", &topics.actions)
         .env("SCENT__KAFKA__TOPICS__DEAD_LETTERS", &topics.dead_letters)
-        .env("SCENT_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start scent run");
-    let _engine = Engine(engine);
+        .env("SCENT_LOG", "warn");
+    let _engine = Engine::spawn(engine, None);
 
     // Actions, read with kcat until every batch is decided.
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut records = Vec::new();
     while Instant::now() < deadline {
-        records = kcat_read(&services.brokers, &topics.actions);
+        records = kcat_read(&brokers, &topics.actions);
         if records.len() >= truth.batches.len() {
             break;
         }
@@ -371,7 +265,7 @@ fn readings_through_kafka_to_actions_dead_letters_and_archive() {
     }
 
     // The archive: every valid reading, every action, every dead letter.
-    runtime.block_on(async {
+    block_on(async {
         let archive = Archive::connect(&database_url).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -397,7 +291,10 @@ fn readings_through_kafka_to_actions_dead_letters_and_archive() {
         let mut produced = actions.clone();
         archived.sort();
         produced.sort();
-        assert_eq!(archived, produced, "the archive holds exactly the actions on the topic");
+        assert_eq!(
+            archived, produced,
+            "the archive holds exactly the actions on the topic"
+        );
         archive.close().await;
     });
 }

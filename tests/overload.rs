@@ -34,11 +34,14 @@ use scent_kafka::KafkaSettings;
 use scent_operators::wire::{encode_batch_event, encode_reading};
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{http_get, Engine, Metrics};
+
+mod support;
 
 /// Valid readings produced: three lines of seven sensors. A debug engine
 /// works them off in about half a minute, a release engine in about ten
@@ -146,148 +149,12 @@ impl EncodedPlant {
     }
 }
 
-/// `scent run` as a child process, logging to a file; killed when dropped.
-struct Engine {
-    child: Child,
-    listen: String,
-    log: PathBuf,
-}
-
-impl Engine {
-    fn start(config: &Path, log: PathBuf) -> Engine {
-        let listen = free_local_address();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_scent"));
-        command
-            .args(["run", "--config"])
-            .arg(config)
-            .args(["--listen", &listen])
-            .env("SCENT_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        // The defaults and the configuration file decide, not the
-        // environment the test runs in.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("SCENT__") {
-                command.env_remove(name);
-            }
-        }
-        let child = command.spawn().expect("start scent run");
-        Engine { child, listen, log }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!(
-                "scent run exited with {status}; its log ends:\n{}",
-                self.log_tail()
-            );
-        }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Resident memory of process `pid` in bytes, `None` once it is gone.
 fn resident_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kilobytes * 1024)
-}
-
-/// A loopback address with a port that was free a moment ago.
-fn free_local_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-/// A plain HTTP/1.1 GET, returning status and body; retries for a while
-/// when the server does not answer yet.
-fn http_get(address: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match std::net::TcpStream::connect(address) {
-            Ok(mut stream) => {
-                write!(
-                    stream,
-                    "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-                )
-                .unwrap();
-                let mut response = String::new();
-                stream.read_to_string(&mut response).unwrap();
-                let status = response
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                let body = response
-                    .split_once("\r\n\r\n")
-                    .map(|(_, b)| b.to_owned())
-                    .unwrap_or_default();
-                return (status, body);
-            }
-            Err(error) if Instant::now() >= deadline => panic!("{address}: {error}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-/// The samples of a `/metrics` exposition: `(name, labels, value)`.
-#[derive(Debug, Clone, Default)]
-struct Metrics {
-    samples: Vec<(String, BTreeMap<String, String>, f64)>,
-}
-
-impl Metrics {
-    fn scrape(address: &str) -> Metrics {
-        let (status, body) = http_get(address, "/metrics");
-        assert_eq!(status, 200, "{body}");
-        let samples = body
-            .lines()
-            .filter(|line| !line.starts_with('#') && !line.is_empty())
-            .filter_map(|line| {
-                let (series, value) = line.rsplit_once(' ')?;
-                let value = value.parse().ok()?;
-                let (name, labels) = match series.split_once('{') {
-                    Some((name, labels)) => (name, labels.trim_end_matches('}')),
-                    None => (series, ""),
-                };
-                let labels = labels
-                    .split(',')
-                    .filter_map(|pair| pair.split_once('='))
-                    .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
-                    .collect();
-                Some((name.to_owned(), labels, value))
-            })
-            .collect();
-        Metrics { samples }
-    }
-
-    /// The sum of `name` over the samples whose labels include `labels`.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.samples
-            .iter()
-            .filter(|(sample, sample_labels, _)| {
-                sample == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| sample_labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|(_, _, value)| value)
-            .sum()
-    }
 }
 
 /// What the sampler saw of the engine.
@@ -377,31 +244,16 @@ fn kcat_actions(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn services(test: &str) -> Option<String> {
-    let brokers = std::env::var("SCENT_KAFKA_BROKERS").ok();
-    let kcat = Command::new("kcat").arg("-V").output().is_ok();
-    let proc = Path::new("/proc/self/status").exists();
-    match (brokers, kcat, proc) {
-        (Some(brokers), true, true) => Some(brokers),
-        _ if std::env::var("SCENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{test}: SCENT_KAFKA_BROKERS, kcat and /proc are required")
-        }
-        _ => {
-            eprintln!(
-                "skipping {test}: needs SCENT_KAFKA_BROKERS, kcat and /proc (run deploy/test.sh, \
-                 or deploy/dev/up.sh and eval \"$(deploy/dev/env.sh)\")"
-            );
-            None
-        }
-    }
-}
-
 #[test]
 fn a_backlog_waits_in_kafka_and_memory_stays_bounded() {
     let test = "a_backlog_waits_in_kafka_and_memory_stays_bounded";
-    let Some(brokers) = services(test) else {
+    let Some([brokers]) = support::services(test, ["SCENT_KAFKA_BROKERS"], true) else {
         return;
     };
+    if !Path::new("/proc/self/status").exists() {
+        support::missing(test, "/proc");
+        return;
+    }
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -460,12 +312,12 @@ progress = "{}"
     );
 
     // The engine first, on empty topics, ready before the flood.
-    let mut engine = Engine::start(&config, dir.path().join("engine.log"));
-    let (status, health) = http_get(&engine.listen, "/health");
+    let mut engine = Engine::start_isolated(&config, dir.path().join("engine.log"));
+    let (status, health) = http_get(engine.listen(), "/health");
     assert_eq!(status, 200, "{health}");
     let stop_sampling = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (pid, listen) = (engine.child.id(), engine.listen.clone());
+        let (pid, listen) = (engine.pid(), engine.listen().to_owned());
         let (readings_topic, stop) = (topics.readings.clone(), Arc::clone(&stop_sampling));
         std::thread::spawn(move || sample(pid, listen, readings_topic, stop))
     };
@@ -482,7 +334,7 @@ progress = "{}"
     let deadline = Instant::now() + Duration::from_secs(240);
     let (actions, metrics) = loop {
         engine.assert_running();
-        let metrics = Metrics::scrape(&engine.listen);
+        let metrics = Metrics::scrape(engine.listen());
         let ingested = metrics.sum("scent_ingest_readings_total", &[]);
         let actions = kcat_actions(&brokers, &topics.actions);
         if actions.len() >= truth.batches.len() && ingested >= readings {

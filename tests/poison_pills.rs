@@ -33,9 +33,11 @@ use scent_operators::model::{BatchEvent, BatchPhase, Reading, SensorKind};
 use scent_operators::wire::{encode_batch_event, encode_reading};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{Engine, Metrics};
+
+mod support;
 
 /// 2026-11-24T10:00:00Z: plant time of the first reading.
 const START_MS: i64 = 1_795_514_400_000;
@@ -1024,159 +1026,6 @@ fn assert_actions(actions: &[Value], batches: &[&BatchSpec], when: &str) {
     }
 }
 
-/// `scent run` as a child process, logging to a file in the test's
-/// directory; killed when dropped.
-struct Engine {
-    child: Child,
-    listen: String,
-    log: PathBuf,
-}
-
-impl Engine {
-    fn start(config: &Path, log: PathBuf) -> Engine {
-        let listen = free_local_address();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_scent"));
-        command
-            .args(["run", "--config"])
-            .arg(config)
-            .args(["--listen", &listen])
-            .env("SCENT_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        // The configuration file alone decides: no overrides from the
-        // environment the test runs in.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("SCENT__") {
-                command.env_remove(name);
-            }
-        }
-        let child = command.spawn().expect("start scent run");
-        Engine { child, listen, log }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// Panics with the engine's log if it has exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!(
-                "scent run exited with {status}; its log ends:\n{}",
-                self.log_tail()
-            );
-        }
-    }
-
-    fn get(&mut self, path: &str) -> (u16, String) {
-        self.assert_running();
-        http_get(&self.listen, path)
-    }
-
-    fn metrics(&mut self) -> Metrics {
-        let (status, body) = self.get("/metrics");
-        assert_eq!(status, 200, "{body}");
-        Metrics::parse(&body)
-    }
-
-    /// SIGKILL, as `kill -9`: no shutdown path runs.
-    fn kill_hard(mut self) {
-        self.child.kill().expect("SIGKILL the engine");
-        let status = self.child.wait().unwrap();
-        assert!(!status.success(), "killed, not exited: {status}");
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback address with a port that was free a moment ago.
-fn free_local_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-/// A plain HTTP/1.1 GET, returning status and body; retries while the
-/// server starts.
-fn http_get(address: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match std::net::TcpStream::connect(address) {
-            Ok(mut stream) => {
-                write!(
-                    stream,
-                    "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-                )
-                .unwrap();
-                let mut response = String::new();
-                stream.read_to_string(&mut response).unwrap();
-                let status = response
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                let body = response
-                    .split_once("\r\n\r\n")
-                    .map(|(_, b)| b.to_owned())
-                    .unwrap_or_default();
-                return (status, body);
-            }
-            Err(error) if Instant::now() >= deadline => panic!("{address}: {error}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-/// The samples of a `/metrics` exposition.
-struct Metrics {
-    samples: Vec<(String, BTreeMap<String, String>, f64)>,
-}
-
-impl Metrics {
-    fn parse(exposition: &str) -> Metrics {
-        let samples = exposition
-            .lines()
-            .filter(|line| !line.starts_with('#') && !line.is_empty())
-            .filter_map(|line| {
-                let (series, value) = line.rsplit_once(' ')?;
-                let value = value.parse().ok()?;
-                let (name, labels) = match series.split_once('{') {
-                    Some((name, labels)) => (name, labels.trim_end_matches('}')),
-                    None => (series, ""),
-                };
-                let labels = labels
-                    .split(',')
-                    .filter_map(|pair| pair.split_once('='))
-                    .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
-                    .collect();
-                Some((name.to_owned(), labels, value))
-            })
-            .collect();
-        Metrics { samples }
-    }
-
-    /// The sum of `name` over the samples whose labels include `labels`.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.samples
-            .iter()
-            .filter(|(sample, sample_labels, _)| {
-                sample == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| sample_labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|(_, _, value)| value)
-            .sum()
-    }
-}
-
 /// Rejection counters by `(stage, reason)` equal the pills produced so far,
 /// and no valid reading was lost or let in twice.
 fn assert_counters(metrics: &Metrics, expected: &[ExpectedLetter], valid_readings: usize) {
@@ -1231,28 +1080,10 @@ fn wait_for<T>(
     }
 }
 
-fn services(test: &str) -> Option<String> {
-    let brokers = std::env::var("SCENT_KAFKA_BROKERS").ok();
-    let kcat = Command::new("kcat").arg("-V").output().is_ok();
-    match (brokers, kcat) {
-        (Some(brokers), true) => Some(brokers),
-        _ if std::env::var("SCENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{test}: SCENT_KAFKA_BROKERS and kcat are required")
-        }
-        _ => {
-            eprintln!(
-                "skipping {test}: needs SCENT_KAFKA_BROKERS and kcat (run deploy/test.sh, \
-                 or deploy/dev/up.sh and eval \"$(deploy/dev/env.sh)\")"
-            );
-            None
-        }
-    }
-}
-
 #[test]
 fn every_poison_pill_is_one_dead_letter_across_a_kill_and_restart() {
     let test = "every_poison_pill_is_one_dead_letter_across_a_kill_and_restart";
-    let Some(brokers) = services(test) else {
+    let Some([brokers]) = support::services(test, ["SCENT_KAFKA_BROKERS"], true) else {
         return;
     };
     let started = std::time::SystemTime::now()
@@ -1325,7 +1156,7 @@ progress = "{}"
     );
     assert!(distinct_codes.len() >= 12, "{distinct_codes:?}");
 
-    let mut engine = Engine::start(&config, dir.path().join("engine-1.log"));
+    let mut engine = Engine::start_isolated(&config, dir.path().join("engine-1.log"));
     let decided = wait_for(
         &mut engine,
         "B-1 and B-2 decided and every pill dead-lettered",
@@ -1354,7 +1185,7 @@ progress = "{}"
 
     // kill -9 once everything is committed, and start again.
     engine.kill_hard();
-    let mut engine = Engine::start(&config, dir.path().join("engine-2.log"));
+    let mut engine = Engine::start_isolated(&config, dir.path().join("engine-2.log"));
     let (status, health) = engine.get("/health");
     assert_eq!(status, 200, "{health}");
     assert!(health.contains("\"status\":\"ok\""), "{health}");
