@@ -23,7 +23,7 @@ use scent_kafka::admin::{create_topics, default_topics};
 use scent_kafka::KafkaSettings;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use support::{block_on, Engine};
@@ -120,13 +120,7 @@ listen = ""
     );
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_scent"))
-        .args(["topics", "create", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "scent topics create");
+    support::create_topics(&path, &input.brokers);
     let _engine = Engine::start(&path, dir.join(format!("{name}.log")));
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {

@@ -209,7 +209,16 @@ fn readings_through_kafka_to_actions_dead_letters_and_archive() {
     let (status, health) = http_get(&listen, "/health");
     assert_eq!(status, 200, "{health}");
     assert!(health.contains("\"ok\""), "{health}");
-    let (status, metrics) = http_get(&listen, "/metrics");
+    // Consumer lag comes from librdkafka's statistics, reported once a
+    // second: a run this short may finish before the first report.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, metrics) = loop {
+        let (status, metrics) = http_get(&listen, "/metrics");
+        if metrics.contains("scent_ingest_consumer_lag{") || Instant::now() >= deadline {
+            break (status, metrics);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(status, 200);
     assert_eq!(
         metric_sum(&metrics, "scent_ingest_readings_total"),

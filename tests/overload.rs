@@ -286,17 +286,7 @@ progress = "{}"
         ),
     )
     .unwrap();
-    let created = Command::new(env!("CARGO_BIN_EXE_scent"))
-        .args(["topics", "create", "--config"])
-        .arg(&config)
-        .args(["--kafka", &brokers, "--partitions", "4"])
-        .output()
-        .expect("scent topics create runs");
-    assert!(
-        created.status.success(),
-        "scent topics create: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    support::create_topics(&config, &brokers);
 
     let encoding = Instant::now();
     let plant = Plant::new(sim_config(23, READINGS, 3, 0)).unwrap();

@@ -1122,17 +1122,7 @@ progress = "{}"
         ),
     )
     .unwrap();
-    let created = Command::new(env!("CARGO_BIN_EXE_scent"))
-        .args(["topics", "create", "--config"])
-        .arg(&config)
-        .args(["--kafka", &brokers, "--partitions", "4"])
-        .output()
-        .expect("scent topics create runs");
-    assert!(
-        created.status.success(),
-        "scent topics create: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    support::create_topics(&config, &brokers);
 
     // The first stretch: 800 valid readings, B-1 and B-2, 28 pills.
     let first = produce(

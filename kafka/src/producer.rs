@@ -67,19 +67,9 @@ pub struct RecordProducer {
 impl RecordProducer {
     /// Creates an idempotent producer (`acks=all`, ordered retries).
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
-        let context = FailureContext::default();
-        let first_failure = Arc::clone(&context.first_failure);
-        let producer = settings
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .create_with_context(context)
-            .map_err(|error| KafkaError::Config(error.to_string()))?;
-        Ok(RecordProducer {
-            producer,
-            first_failure,
-        })
+        let mut config = settings.client_config();
+        config.set("linger.ms", "5");
+        Self::create(config)
     }
 
     /// Creates a transactional producer with a stable `transactional_id`
@@ -89,11 +79,8 @@ impl RecordProducer {
         settings: &KafkaSettings,
         transactional_id: &str,
     ) -> Result<Self, KafkaError> {
-        let context = FailureContext::default();
-        let first_failure = Arc::clone(&context.first_failure);
-        let producer = settings
-            .client_config()
-            .set("enable.idempotence", "true")
+        let mut config = settings.client_config();
+        config
             .set("transactional.id", transactional_id)
             .set(
                 "transaction.timeout.ms",
@@ -105,7 +92,16 @@ impl RecordProducer {
             // answered CONCURRENT_TRANSACTIONS and retried after this
             // backoff (default 100 ms, which back-to-back commits would pay
             // every time).
-            .set("retry.backoff.ms", "10")
+            .set("retry.backoff.ms", "10");
+        Self::create(config)
+    }
+
+    /// An idempotent, lz4-compressing producer from `config`.
+    fn create(mut config: rdkafka::ClientConfig) -> Result<Self, KafkaError> {
+        let context = FailureContext::default();
+        let first_failure = Arc::clone(&context.first_failure);
+        let producer = config
+            .set("enable.idempotence", "true")
             .set("compression.type", "lz4")
             .create_with_context(context)
             .map_err(|error| KafkaError::Config(error.to_string()))?;

@@ -197,6 +197,22 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 
 /// `scent run --config CONFIG`, to be adjusted and given to
 /// [`Engine::spawn`].
+/// Creates the topics `config` names (readings and actions with 4
+/// partitions) with `scent topics create`, failing the test with its error.
+pub fn create_topics(config: &Path, brokers: &str) {
+    let created = Command::new(env!("CARGO_BIN_EXE_scent"))
+        .args(["topics", "create", "--config"])
+        .arg(config)
+        .args(["--kafka", brokers, "--partitions", "4"])
+        .output()
+        .expect("scent topics create runs");
+    assert!(
+        created.status.success(),
+        "scent topics create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+}
+
 pub fn run_command(config: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_scent"));
     command.args(["run", "--config"]).arg(config);
