@@ -175,6 +175,13 @@ t=$SECONDS
 echo "lib: $("$ROOT/deploy/kafka/fetch.sh")"
 echo "($((SECONDS - t)) s)"
 
+section "ioos_qc oracle"
+t=$SECONDS
+# The venv lives in the cache next to the Kafka jars: the run directory is removed on exit.
+SCENT_IOOS_QC_PYTHON="$(SCENT_IOOS_QC_VENV="${SCENT_CACHE:-${HOME:-/root}/.cache/scent}/ioos-qc-venv" "$DEV/ioos-qc.sh")"
+export SCENT_IOOS_QC_PYTHON
+echo "python: $SCENT_IOOS_QC_PYTHON ($((SECONDS - t)) s)"
+
 section "services"
 SCENT_RUN_DIR="$(mktemp -d /tmp/scent-test.XXXXXX)"
 export SCENT_RUN_DIR

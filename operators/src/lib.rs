@@ -1,18 +1,35 @@
 //! Pure kernels and timely/differential operators of scent.
 //!
-//! Every operator lives in its own module and comes in two layers: a pure
-//! kernel over plain data (unit-tested and benchmarked alone) and a thin
-//! dataflow wrapper. This crate does no I/O: no Kafka, no database, no
-//! async runtime, so it builds and tests quickly.
+//! Every operator lives in its own module, with a pure kernel over plain
+//! data (unit-tested and benchmarked alone). Operators on the streaming
+//! path add a thin timely/differential wrapper in the same module
+//! (`rolling_anomaly`, `batch_verdict`, `epoch_sink`). The analytics
+//! kernels (`qc_flags`, `sniff_features`, `pca`, `spc`, `multivariate`,
+//! `univariate_detector`, `drift_correction`, `gas_classifier`) are pure
+//! kernels, wired into the dataflow and scored on public data next. This crate does no I/O: no Kafka, no
+//! database, no async runtime, so it builds and tests quickly.
 //!
 //! | module | what it does |
 //! |---|---|
+//! | **records** | |
 //! | [`model`] | readings, batch events, anomalies, actions, dead letters |
 //! | [`wire`] | JSON wire format: decode with classified rejections, encode |
 //! | [`validate`] | per-record checks: identifiers, ranges, finiteness, channel counts |
 //! | [`event_clock`] | event time to epochs, watermarks, lateness, idle partitions |
 //! | [`ingest`] | the source-side stages: decode, validate, duplicates, admission |
+//! | **data quality** | |
+//! | [`qc_flags`] | QARTOD/ioos_qc quality flags per reading and stream: range, spike, rate of change, flat line, gap, sequence, skew; score |
+//! | **e-nose features and fingerprints** | |
+//! | [`sniff_features`] | sniff cycles of an e-nose array: baseline/rise/steady/recovery, ΔR/R0, time constants, FFT bands; T/H compensation |
+//! | [`pca`] | principal components: fit, scores, Hotelling T², SPE, limits, contributions |
+//! | [`drift_correction`] | sensor-drift correction: reference-gas calibration, forward-only drift tracking |
+//! | [`gas_classifier`] | gas classes from e-nose feature vectors: signed-log standardisation, shrinkage LDA |
+//! | **anomaly detection** | |
 //! | [`rolling_anomaly`] | per-sensor rolling z-score, flat line and gap detection |
+//! | [`spc`] | univariate control charts per channel: Shewhart with Western Electric rules, EWMA, CUSUM, windowed z-score |
+//! | [`multivariate`] | streaming T², SPE and combined-index monitor: dynamic PCA, EWMA, empirical limits, alarms with contributors |
+//! | [`univariate_detector`] | streaming univariate anomaly score: range novelty, calm-gated sequence novelty, rest after alerts (NAB) |
+//! | **decisions and output** | |
 //! | [`batch_verdict`] | release or hold each batch when it ends, with reasons |
 //! | [`source_progress`] | where sources stood when their clocks moved; exact replay |
 //! | [`epoch_sink`] | completed epochs of actions, dead letters and source progress to the sink |
@@ -20,11 +37,19 @@
 #![deny(missing_docs)]
 
 pub mod batch_verdict;
+pub mod drift_correction;
 pub mod epoch_sink;
 pub mod event_clock;
+pub mod gas_classifier;
 pub mod ingest;
 pub mod model;
+pub mod multivariate;
+pub mod pca;
+pub mod qc_flags;
 pub mod rolling_anomaly;
+pub mod sniff_features;
 pub mod source_progress;
+pub mod spc;
+pub mod univariate_detector;
 pub mod validate;
 pub mod wire;
