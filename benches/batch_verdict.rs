@@ -40,20 +40,23 @@ fn lifecycle(event: BatchPhase, ts_ms: EventTimeMs) -> BatchEvidence {
 /// Anomaly `index` of `count`, spread over the batch: mostly z-score
 /// outliers on the two e-noses (up to three of 16 channels), some on the
 /// thermometer, a few flat lines on the hygrometer and gaps on the
-/// pressure gauge.
+/// pressure gauge, and fingerprint SPE alarms on the e-noses' cycles.
 fn anomaly(rng: &mut Rng, index: usize, count: usize) -> BatchEvidence {
     let (sensor, kind, rule, channels) = match index % 20 {
         0..=10 => ("enose-1", SensorKind::Enose, AnomalyRule::ZScore, 3),
         11..=15 => ("enose-2", SensorKind::Enose, AnomalyRule::ZScore, 2),
         16 | 17 => ("t-1", SensorKind::Temperature, AnomalyRule::ZScore, 1),
         18 => ("rh-1", SensorKind::Humidity, AnomalyRule::FlatLine, 1),
+        19 if index % 40 == 19 => ("enose-1", SensorKind::Enose, AnomalyRule::Spe, 3),
         _ => ("p-1", SensorKind::Pressure, AnomalyRule::Gap, 0),
     };
-    // The limits of the default rules: |z| > 6, 15 identical readings, 10 s.
+    // The limits of the default rules: |z| > 6, 15 identical readings, 10 s,
+    // and a typical fingerprint SPE limit.
     let (statistic, limit) = match rule {
         AnomalyRule::ZScore => (6.0 + rng.below(3_000) as f64 / 100.0, 6.0),
         AnomalyRule::FlatLine => (15.0, 15.0),
         AnomalyRule::Gap => (10.0 + rng.below(60) as f64, 10.0),
+        _ => (24.0 + rng.below(10_000) as f64, 24.0),
     };
     let channels = (0..channels)
         .map(|_| {
@@ -76,6 +79,7 @@ fn anomaly(rng: &mut Rng, index: usize, count: usize) -> BatchEvidence {
         statistic,
         limit,
         channels,
+        contaminant: None,
     })
 }
 

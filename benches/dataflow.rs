@@ -173,7 +173,7 @@ fn run(shares: Vec<Vec<Ingested>>, workers: usize) -> Arc<Counts> {
                 scope.new_unordered_input::<CapacityContainerBuilder<Vec<Ingested>>>();
             let flow = quality_control(ingested, &QualityControlConfig::default());
             let anomaly_counts = Arc::clone(&counts);
-            flow.anomalies.inspect(move |_| {
+            flow.anomalies.inner.inspect(move |_| {
                 anomaly_counts.anomalies.fetch_add(1, Ordering::Relaxed);
             });
             let no_advances = Vec::<SourceAdvance>::new().to_stream(scope);

@@ -261,6 +261,14 @@ impl Config {
             .anomaly
             .check()
             .map_err(|message| invalid("quality_control.anomaly", message))?;
+        self.quality_control
+            .cycles
+            .check()
+            .map_err(|message| invalid("quality_control.cycles", message))?;
+        self.quality_control
+            .fingerprint
+            .check()
+            .map_err(|message| invalid("quality_control.fingerprint", message))?;
         if self.quality_control.verdict.plant.is_empty() {
             return Err(invalid(
                 "quality_control.verdict.plant",

@@ -134,16 +134,20 @@ pub fn plant(options: &DemoOptions) -> Result<Plant, BoxError> {
     Ok(Plant::new(config)?)
 }
 
-/// The engine configuration of the demo (defaults, demo worker count).
-pub fn engine_config(options: &DemoOptions) -> Result<Config, BoxError> {
+/// The engine configuration of the demo: defaults, the demo's worker
+/// count, and the plant's contaminant library.
+pub fn engine_config(options: &DemoOptions, plant: &Plant) -> Result<Config, BoxError> {
     let mut config = Config::load(None)?;
     config.engine.workers = options.workers;
+    config.quality_control.fingerprint.contaminants = plant.contaminant_library();
     Ok(config)
 }
 
-fn run_in_process(options: &DemoOptions) -> Result<DemoReport, BoxError> {
+/// Runs the demo plant through the dataflow in-process and returns what it
+/// decided, without printing.
+pub fn run_in_process(options: &DemoOptions) -> Result<DemoReport, BoxError> {
     let plant = Arc::new(plant(options)?);
-    let config = engine_config(options)?;
+    let config = engine_config(options, &plant)?;
     let truth = plant.ground_truth().clone();
     let mut registry = Registry::with_prefix("scent");
     let metrics = EngineMetrics::register(&mut registry);

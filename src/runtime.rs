@@ -462,8 +462,19 @@ fn run_worker(
             let anomaly_metrics = metrics.clone();
             let (anomaly_probe, _) = flow
                 .anomalies
-                .inspect(move |anomaly| anomaly_metrics.anomaly(anomaly.rule))
+                .inner
+                .inspect(move |(anomaly, _, diff)| {
+                    // Counts raised anomalies; a retraction (a new model
+                    // version re-scoring a cycle) is not a new anomaly.
+                    if *diff > 0 {
+                        anomaly_metrics.anomaly(anomaly.rule)
+                    }
+                })
                 .probe();
+            let quality_metrics = metrics.clone();
+            flow.flagged.inspect(move |flagged| {
+                quality_metrics.quality_flag(&flagged.tests, flagged.flag.as_str())
+            });
             let (verdict_probe, _) = flow.actions.inner.clone().probe();
             flow.actions
                 .epoch_sink(flow.dead_letters, advances, move |output| {

@@ -236,7 +236,7 @@ pub fn run_demo_through_kafka(
 ) -> Result<DemoReport, BoxError> {
     let plant = Arc::new(crate::demo::plant(options)?);
     let truth = plant.ground_truth().clone();
-    let mut config = engine_config(options)?;
+    let mut config = engine_config(options, &plant)?;
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())

@@ -241,6 +241,7 @@ fn actions(rng: &mut Rng, n: usize) -> Vec<(Action, Option<SourceCoord>)> {
                     first_ts_ms: 1_700_000_000_000 + i as i64,
                     last_ts_ms: 1_700_000_100_000 + i as i64,
                     channels: (0..(r as u16 % 3)).collect(),
+                    contaminant: None,
                 })
                 .collect();
             let action = Action {

@@ -243,6 +243,7 @@ fn sample_actions() -> Vec<Action> {
                 first_ts_ms: T0 + 1_200_000,
                 last_ts_ms: T0 + 1_200_000,
                 channels: vec![],
+                contaminant: None,
             },
             Reason {
                 sensor: "enose-1".into(),
@@ -254,6 +255,7 @@ fn sample_actions() -> Vec<Action> {
                 first_ts_ms: T0 + 723_500,
                 last_ts_ms: T0 + 729_125,
                 channels: vec![3, 11, 4],
+                contaminant: None,
             },
             Reason {
                 sensor: "enose-2".into(),
@@ -265,6 +267,31 @@ fn sample_actions() -> Vec<Action> {
                 first_ts_ms: T0 + 100_000,
                 last_ts_ms: T0 + 101_000,
                 channels: vec![u16::MAX, 0],
+                contaminant: None,
+            },
+            Reason {
+                sensor: "enose-1".into(),
+                kind: SensorKind::Enose,
+                rule: AnomalyRule::Contaminant,
+                count: 14,
+                max_statistic: 0.99,
+                limit: 0.8,
+                first_ts_ms: T0 + 724_000,
+                last_ts_ms: T0 + 854_000,
+                channels: vec![3, 11, 4],
+                contaminant: Some("ethanol".into()),
+            },
+            Reason {
+                sensor: "enose-1".into(),
+                kind: SensorKind::Enose,
+                rule: AnomalyRule::Spe,
+                count: 14,
+                max_statistic: 2_345.6,
+                limit: 23.9,
+                first_ts_ms: T0 + 724_000,
+                last_ts_ms: T0 + 854_000,
+                channels: vec![3, 11, 4],
+                contaminant: None,
             },
         ],
         evidence: evidence.clone(),
@@ -791,10 +818,24 @@ fn all_decisions() -> Vec<Decision> {
 }
 
 fn all_rules() -> Vec<AnomalyRule> {
-    let all = [AnomalyRule::ZScore, AnomalyRule::FlatLine, AnomalyRule::Gap];
+    let all = [
+        AnomalyRule::ZScore,
+        AnomalyRule::FlatLine,
+        AnomalyRule::Gap,
+        AnomalyRule::HotellingT2,
+        AnomalyRule::Spe,
+        AnomalyRule::Similarity,
+        AnomalyRule::Contaminant,
+    ];
     for rule in all {
         match rule {
-            AnomalyRule::ZScore | AnomalyRule::FlatLine | AnomalyRule::Gap => {}
+            AnomalyRule::ZScore
+            | AnomalyRule::FlatLine
+            | AnomalyRule::Gap
+            | AnomalyRule::HotellingT2
+            | AnomalyRule::Spe
+            | AnomalyRule::Similarity
+            | AnomalyRule::Contaminant => {}
         }
     }
     all.to_vec()

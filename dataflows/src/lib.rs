@@ -8,7 +8,11 @@
 //! | module | dataflow |
 //! |---|---|
 //! | [`quality_control`] | ingested records to anomalies and batch-release actions |
+//! | [`sensor_stage`] | the per-sensor kernels behind one exchange: rolling anomalies, e-nose cycles |
+//! | [`training`] | product fingerprints fitted from the cycles of reference batches |
 
 #![deny(missing_docs)]
 
 pub mod quality_control;
+pub mod sensor_stage;
+pub mod training;

@@ -1,24 +1,37 @@
 //! The quality-control dataflow: from ingested records to batch decisions.
 //!
 //! ```text
-//! ingested ──┬─ rejected ───────────────────────────────────────────▶ dead letters
-//!            ├─ readings ─▶ exchange by sensor ─▶ rolling anomalies ─┐
-//!            └─ batch events ────────────────────────────────────────┴▶ batch verdicts ─▶ actions
+//! ingested ──┬─ rejected ──────────────────────────────────────────────────────────▶ dead letters
+//!            ├─ readings ─▶ sensor stage ┬▶ flagged readings (QARTOD suspect/fail)    │
+//!            │                           ├▶ rolling anomalies ──────────────────────┐
+//!            │   (by sensor)             └▶ e-nose cycles ─┬▶ score fingerprints ────┤
+//!            │                                            └▶ training ─▶ models ──┘│
+//!            └─ batch events ─────────────────────────────────────────▶ training,  ▼
+//!                                                                     batch verdicts ─▶ actions
 //! ```
 //!
 //! Logical time is the event-time epoch assigned by the source
 //! (`scent_operators::event_clock`). Readings are routed by `line/sensor`
-//! so every sensor's state lives on one worker; batch verdicts are a
-//! differential reduce keyed by `(line, batch)`. The output is a function
-//! of the input alone: the number of workers and the arrival order within
-//! the allowed lateness do not change it.
+//! so every sensor's state lives on one worker. From the exposure cycles
+//! on, everything is a differential collection: the fingerprint models
+//! (fitted by [`crate::training`]), the cycles joined with them, the
+//! anomalies, and the batch verdicts (a reduce keyed by `(line, batch)`),
+//! so a new model version re-scores cycles and revises verdicts
+//! incrementally. The output is a function of the input alone: the number
+//! of workers and the arrival order within the allowed lateness do not
+//! change it.
 
+use crate::sensor_stage::{sensor_stage, FlaggedReading};
+use crate::training::{fingerprint_models, TrainingConfig};
 use differential_dataflow::VecCollection;
-use scent_operators::batch_verdict::{BatchVerdicts, VerdictPolicy};
+use scent_operators::batch_verdict::{BatchVerdicts, IntoCollection, VerdictPolicy};
 use scent_operators::event_clock::Epoch;
+use scent_operators::exposure_cycles::{Cycle, CycleConfig};
+use scent_operators::fingerprint::{FingerprintConfig, FingerprintModel, ScoreFingerprints};
 use scent_operators::ingest::Ingested;
 use scent_operators::model::{Action, Anomaly, BatchEvent, DeadLetter, Reading};
-use scent_operators::rolling_anomaly::{RollingAnomalies, RollingAnomalyConfig};
+use scent_operators::qc_flags::QcConfig;
+use scent_operators::rolling_anomaly::RollingAnomalyConfig;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::StreamVec;
@@ -27,18 +40,48 @@ use timely::dataflow::StreamVec;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QualityControlConfig {
+    /// QARTOD quality flags per sensor kind.
+    pub quality: QcConfig,
     /// Rolling anomaly detectors.
     pub anomaly: RollingAnomalyConfig,
+    /// Exposure cycles of the e-nose arrays.
+    pub cycles: CycleConfig,
+    /// Product fingerprints: model, limits, contaminant library.
+    pub fingerprint: FingerprintConfig,
+    /// Which batches train the fingerprints.
+    pub training: TrainingConfig,
     /// How anomalies become batch decisions.
     pub verdict: VerdictPolicy,
+}
+
+impl QualityControlConfig {
+    /// The version of the rule set, recorded as evidence in every decision:
+    /// the detector parameters that change what is decided.
+    pub fn rules_version(&self) -> String {
+        format!(
+            "{}+fingerprint-v1:c{}:a{}:m{}:r{}",
+            self.anomaly.version(),
+            self.cycles.cycle_ms,
+            self.fingerprint.alpha,
+            self.fingerprint.limit_margin,
+            self.training.reference_batches
+        )
+    }
 }
 
 /// The streams and collections of the dataflow, for sinks and probes.
 pub struct QualityControl<'scope> {
     /// Valid readings, as they entered.
     pub readings: StreamVec<'scope, Epoch, Reading>,
-    /// Anomalies raised by the rolling detectors.
-    pub anomalies: StreamVec<'scope, Epoch, Anomaly>,
+    /// Readings whose QARTOD flags are `suspect` or worse.
+    pub flagged: StreamVec<'scope, Epoch, FlaggedReading>,
+    /// Exposure cycles of the e-nose arrays.
+    pub cycles: VecCollection<'scope, Epoch, Cycle>,
+    /// The fingerprint model each batch is scored against, per array:
+    /// `(batch, model)`.
+    pub models: VecCollection<'scope, Epoch, (String, FingerprintModel)>,
+    /// Anomalies of every detector.
+    pub anomalies: VecCollection<'scope, Epoch, Anomaly>,
     /// Batch-release actions.
     pub actions: VecCollection<'scope, Epoch, Action>,
     /// Records rejected at ingest.
@@ -71,12 +114,32 @@ pub fn quality_control<'scope>(
         });
     let mut policy = config.verdict.clone();
     if policy.rules_version.is_empty() {
-        policy.rules_version = config.anomaly.version();
+        policy.rules_version = config.rules_version();
     }
-    let anomalies = readings.clone().rolling_anomalies(config.anomaly);
+    let stage = sensor_stage(
+        readings.clone(),
+        config.anomaly,
+        config.cycles,
+        config.quality.clone(),
+    );
+    let rolling = stage.anomalies;
+    let cycles = stage.cycles.into_collection();
+    let models = fingerprint_models(
+        cycles.clone(),
+        batch_events.clone().into_collection(),
+        config.training,
+        &config.fingerprint,
+    );
+    let fingerprint_anomalies = cycles
+        .clone()
+        .score_fingerprints(models.clone(), &config.fingerprint);
+    let anomalies = rolling.into_collection().concat(fingerprint_anomalies);
     let actions = anomalies.clone().batch_verdicts(batch_events, policy);
     QualityControl {
         readings,
+        flagged: stage.flagged,
+        cycles,
+        models,
         anomalies,
         actions,
         dead_letters,

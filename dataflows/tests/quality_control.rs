@@ -1,14 +1,19 @@
 //! Oracle tests of the quality-control dataflow: its incremental output
-//! equals a from-scratch recomputation with the pure kernels, for any
-//! number of workers and any arrival order within an epoch.
+//! equals a from-scratch recomputation with the pure kernels (rolling
+//! detectors, QARTOD flags gating the exposure cycles, fingerprints fitted
+//! on each batch's predecessor, verdicts), for any number of workers and any arrival order
+//! within an epoch.
 
 use scent_dataflows::quality_control::{quality_control, QualityControlConfig};
 use scent_operators::batch_verdict::{decide, BatchEvidence};
 use scent_operators::event_clock::Epoch;
+use scent_operators::exposure_cycles::{Cycle, CycleBuilder};
+use scent_operators::fingerprint::{cycle_anomalies, FingerprintModel};
 use scent_operators::ingest::Ingested;
 use scent_operators::model::{
-    Action, BatchEvent, BatchPhase, Decision, Reading, SensorKind, SourceCoord,
+    Action, AnomalyRule, BatchEvent, BatchPhase, Decision, Reading, SensorKind, SourceCoord,
 };
+use scent_operators::qc_flags::{QcFlag, QcInput, SensorQc};
 use scent_operators::rolling_anomaly::RollingAnomalyDetector;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -165,9 +170,11 @@ fn oracle(items: &[(Epoch, Ingested)]) -> Vec<Action> {
             _ => None,
         })
         .collect();
-    let mut detector = RollingAnomalyDetector::new(Default::default());
+    let config = QualityControlConfig::default();
+    let mut detector = RollingAnomalyDetector::new(config.anomaly);
     let mut anomalies = Vec::new();
     detector.process(&mut readings, &mut anomalies);
+    anomalies.extend(fingerprint_anomalies(&readings, items, &config));
     let mut evidence: BTreeMap<(String, String), Vec<BatchEvidence>> = BTreeMap::new();
     for anomaly in anomalies {
         if let Some(batch) = anomaly.batch.clone() {
@@ -185,9 +192,8 @@ fn oracle(items: &[(Epoch, Ingested)]) -> Vec<Action> {
                 .push(BatchEvidence::Lifecycle(event.clone()));
         }
     }
-    let config = QualityControlConfig::default();
     let mut policy = config.verdict.clone();
-    policy.rules_version = config.anomaly.version();
+    policy.rules_version = config.rules_version();
     let mut actions: Vec<Action> = evidence
         .iter()
         .filter_map(|((line, batch), items)| {
@@ -198,6 +204,103 @@ fn oracle(items: &[(Epoch, Ingested)]) -> Vec<Action> {
         .collect();
     actions.sort();
     actions
+}
+
+/// Fingerprint anomalies from scratch: every cycle of every batch scored
+/// against the model fitted on the cycles of the batch of the same product
+/// that started just before it on its line (once that batch has ended).
+fn fingerprint_anomalies(
+    sorted_readings: &[Reading],
+    items: &[(Epoch, Ingested)],
+    config: &QualityControlConfig,
+) -> Vec<scent_operators::model::Anomaly> {
+    // Readings flagged `fail` by the QARTOD tests stay out of cycles; a
+    // reading's flags are known once the next reading of its sensor is seen.
+    let mut builder = CycleBuilder::new(config.cycles);
+    let mut cycles: Vec<Cycle> = Vec::new();
+    let mut flaggers: BTreeMap<(String, String), SensorQc> = BTreeMap::new();
+    let mut waiting: BTreeMap<(String, String), &Reading> = BTreeMap::new();
+    for reading in sorted_readings {
+        let key = (reading.line.clone(), reading.sensor.clone());
+        let input = QcInput {
+            ts_ms: reading.ts_ms,
+            seq: reading.seq,
+            reference_ts_ms: None,
+            values: &reading.values,
+        };
+        let result = flaggers
+            .entry(key.clone())
+            .or_default()
+            .observe(&input, config.quality.kind(reading.kind));
+        if let (Some(previous), Some(result)) = (waiting.insert(key, reading), result) {
+            if result.aggregate != QcFlag::Fail {
+                builder.observe(previous, &mut cycles);
+            }
+        }
+    }
+    let events: Vec<&BatchEvent> = items
+        .iter()
+        .filter_map(|(_, item)| match item {
+            Ingested::Batch { event, .. } => Some(event),
+            _ => None,
+        })
+        .collect();
+    let ended = |line: &str, batch: &str| {
+        events
+            .iter()
+            .any(|e| e.event == BatchPhase::End && e.line == line && e.batch == batch)
+    };
+    let mut starts: Vec<&&BatchEvent> = events
+        .iter()
+        .filter(|e| e.event == BatchPhase::Start)
+        .collect();
+    starts.sort_by_key(|e| (e.line.clone(), e.product.clone(), e.ts_ms, e.batch.clone()));
+    let mut anomalies = Vec::new();
+    for pair in starts.windows(2) {
+        let (reference, scored) = (pair[0], pair[1]);
+        if reference.line != scored.line
+            || reference.product != scored.product
+            || !ended(&reference.line, &reference.batch)
+        {
+            continue;
+        }
+        let mut sensors: Vec<&str> = cycles.iter().map(|c| c.sensor.as_str()).collect();
+        sensors.sort_unstable();
+        sensors.dedup();
+        for sensor in sensors {
+            let of = |batch: &str| -> Vec<&Cycle> {
+                cycles
+                    .iter()
+                    .filter(|c| c.line == scored.line && c.sensor == sensor && c.batch == batch)
+                    .collect()
+            };
+            let Ok(model) = FingerprintModel::fit(
+                &scored.line,
+                sensor,
+                &scored.product,
+                &of(&reference.batch),
+                &config.fingerprint,
+            ) else {
+                continue;
+            };
+            for cycle in of(&scored.batch) {
+                let score = model
+                    .score(
+                        &cycle.values,
+                        &config.fingerprint.contaminants,
+                        config.fingerprint.min_match,
+                    )
+                    .unwrap();
+                anomalies.extend(cycle_anomalies(
+                    cycle,
+                    &model,
+                    &score,
+                    config.fingerprint.min_match,
+                ));
+            }
+        }
+    }
+    anomalies
 }
 
 #[test]
@@ -215,6 +318,18 @@ fn incremental_output_equals_the_oracle_for_one_and_three_workers() {
         "the injected excursions hold some batches ({held})"
     );
     assert!(held < batches, "and clean batches are released");
+    let fingerprint_holds = expected
+        .iter()
+        .filter(|a| {
+            a.reasons
+                .iter()
+                .any(|r| matches!(r.rule, AnomalyRule::Spe | AnomalyRule::HotellingT2))
+        })
+        .count();
+    assert!(
+        fingerprint_holds >= 1,
+        "the fingerprint path holds some batches too ({fingerprint_holds})"
+    );
     assert_eq!(run_dataflow(items.clone(), 1), expected);
     assert_eq!(run_dataflow(items, 3), expected);
 }

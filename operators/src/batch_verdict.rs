@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Concat;
 use timely::dataflow::StreamVec;
 
 /// How anomalies turn into decisions.
@@ -44,6 +43,13 @@ pub struct VerdictPolicy {
     pub min_flat_line_count: u64,
     /// Gaps on one sensor that hold a batch.
     pub min_gap_count: u64,
+    /// Cycles of one e-nose array beyond a fingerprint limit (T², SPE or
+    /// similarity, counted per rule) that hold a batch.
+    pub min_fingerprint_count: u64,
+    /// Cycles of one array matched to a contaminant that hold a batch: a
+    /// single matching cycle is more often a sensor spike than a
+    /// contamination, which lasts minutes.
+    pub min_contaminant_count: u64,
     /// Version of the detection rules, recorded as evidence.
     pub rules_version: String,
 }
@@ -55,6 +61,8 @@ impl Default for VerdictPolicy {
             min_zscore_count: 3,
             min_flat_line_count: 1,
             min_gap_count: 1,
+            min_fingerprint_count: 2,
+            min_contaminant_count: 2,
             rules_version: String::new(),
         }
     }
@@ -66,6 +74,10 @@ impl VerdictPolicy {
             AnomalyRule::ZScore => self.min_zscore_count,
             AnomalyRule::FlatLine => self.min_flat_line_count,
             AnomalyRule::Gap => self.min_gap_count,
+            AnomalyRule::HotellingT2 | AnomalyRule::Spe | AnomalyRule::Similarity => {
+                self.min_fingerprint_count
+            }
+            AnomalyRule::Contaminant => self.min_contaminant_count,
         }
         .max(1)
     }
@@ -84,9 +96,11 @@ pub enum BatchEvidence {
 pub fn summarise<'a>(anomalies: impl IntoIterator<Item = &'a Anomaly>) -> Vec<Reason> {
     // Per (sensor, rule): the reason so far and how often each channel contributed.
     type ChannelCounts = BTreeMap<u16, u64>;
-    let mut grouped: BTreeMap<(&str, AnomalyRule), (Reason, ChannelCounts)> = BTreeMap::new();
+    type MatchCounts<'a> = BTreeMap<&'a str, u64>;
+    let mut grouped: BTreeMap<(&str, AnomalyRule), (Reason, ChannelCounts, MatchCounts<'a>)> =
+        BTreeMap::new();
     for anomaly in anomalies {
-        let (reason, channels) = grouped
+        let (reason, channels, matches) = grouped
             .entry((anomaly.sensor.as_str(), anomaly.rule))
             .or_insert_with(|| {
                 let reason = Reason {
@@ -99,8 +113,9 @@ pub fn summarise<'a>(anomalies: impl IntoIterator<Item = &'a Anomaly>) -> Vec<Re
                     first_ts_ms: anomaly.ts_ms,
                     last_ts_ms: anomaly.ts_ms,
                     channels: Vec::new(),
+                    contaminant: None,
                 };
-                (reason, BTreeMap::new())
+                (reason, BTreeMap::new(), BTreeMap::new())
             });
         reason.count += 1;
         reason.max_statistic = reason.max_statistic.max(anomaly.statistic);
@@ -109,10 +124,17 @@ pub fn summarise<'a>(anomalies: impl IntoIterator<Item = &'a Anomaly>) -> Vec<Re
         for &channel in &anomaly.channels {
             *channels.entry(channel).or_default() += 1;
         }
+        if let Some(name) = &anomaly.contaminant {
+            *matches.entry(name.as_str()).or_default() += 1;
+        }
     }
     grouped
         .into_values()
-        .map(|(mut reason, channels)| {
+        .map(|(mut reason, channels, matches)| {
+            reason.contaminant = matches
+                .into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+                .map(|(name, _)| name.to_owned());
             let mut ranked: Vec<_> = channels.into_iter().collect();
             ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             reason.channels = ranked.into_iter().take(3).map(|(c, _)| c).collect();
@@ -213,30 +235,27 @@ pub trait BatchVerdicts<'scope> {
     ) -> VecCollection<'scope, Epoch, Action>;
 }
 
-impl<'scope> BatchVerdicts<'scope> for StreamVec<'scope, Epoch, Anomaly> {
+impl<'scope> BatchVerdicts<'scope> for VecCollection<'scope, Epoch, Anomaly> {
     fn batch_verdicts(
         self,
         batch_events: StreamVec<'scope, Epoch, BatchEvent>,
         policy: VerdictPolicy,
     ) -> VecCollection<'scope, Epoch, Action> {
-        let anomalies = self
-            .flat_map(|anomaly| {
-                let batch = anomaly.batch.clone()?;
-                Some((
-                    (anomaly.line.clone(), batch),
-                    BatchEvidence::Anomaly(anomaly),
-                ))
-            })
-            .map_with_time_and_unit_diff();
+        let anomalies = self.flat_map(|anomaly| {
+            let batch = anomaly.batch.clone()?;
+            Some((
+                (anomaly.line.clone(), batch),
+                BatchEvidence::Anomaly(anomaly),
+            ))
+        });
         let lifecycle = batch_events
             .map(|event| {
                 let key = (event.line.clone(), event.batch.clone());
                 (key, BatchEvidence::Lifecycle(event))
             })
-            .map_with_time_and_unit_diff();
+            .into_collection();
         anomalies
             .concat(lifecycle)
-            .as_collection()
             .reduce_named("BatchVerdicts", move |(line, batch), evidence, output| {
                 let items: Vec<&BatchEvidence> = evidence
                     .iter()
@@ -251,13 +270,25 @@ impl<'scope> BatchVerdicts<'scope> for StreamVec<'scope, Epoch, Anomaly> {
     }
 }
 
-/// Turns a timely stream into `(data, time, +1)` updates.
-trait WithTimeAndUnitDiff<'scope, D> {
-    fn map_with_time_and_unit_diff(self) -> StreamVec<'scope, Epoch, (D, Epoch, isize)>;
+impl<'scope> BatchVerdicts<'scope> for StreamVec<'scope, Epoch, Anomaly> {
+    fn batch_verdicts(
+        self,
+        batch_events: StreamVec<'scope, Epoch, BatchEvent>,
+        policy: VerdictPolicy,
+    ) -> VecCollection<'scope, Epoch, Action> {
+        self.into_collection().batch_verdicts(batch_events, policy)
+    }
 }
 
-impl<'scope, D: Clone + 'static> WithTimeAndUnitDiff<'scope, D> for StreamVec<'scope, Epoch, D> {
-    fn map_with_time_and_unit_diff(self) -> StreamVec<'scope, Epoch, (D, Epoch, isize)> {
+/// Turns a timely stream of records into a differential collection: each
+/// record is an insertion (`+1`) at the epoch of its message.
+pub trait IntoCollection<'scope, D> {
+    /// The stream as a collection of insertions.
+    fn into_collection(self) -> VecCollection<'scope, Epoch, D>;
+}
+
+impl<'scope, D: Clone + 'static> IntoCollection<'scope, D> for StreamVec<'scope, Epoch, D> {
+    fn into_collection(self) -> VecCollection<'scope, Epoch, D> {
         use timely::dataflow::channels::pact::Pipeline;
         use timely::dataflow::operators::generic::Operator;
         self.unary(Pipeline, "WithTime", |_capability, _info| {
@@ -275,6 +306,7 @@ impl<'scope, D: Clone + 'static> WithTimeAndUnitDiff<'scope, D> for StreamVec<'s
                 });
             }
         })
+        .as_collection()
     }
 }
 
@@ -305,6 +337,7 @@ mod tests {
             statistic,
             limit: 6.0,
             channels: vec![2, 4],
+            contaminant: None,
         })
     }
 

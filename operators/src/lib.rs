@@ -3,10 +3,12 @@
 //! Every operator lives in its own module, with a pure kernel over plain
 //! data (unit-tested and benchmarked alone). Operators on the streaming
 //! path add a thin timely/differential wrapper in the same module
-//! (`rolling_anomaly`, `batch_verdict`, `epoch_sink`). The analytics
-//! kernels (`qc_flags`, `sniff_features`, `pca`, `spc`, `multivariate`,
-//! `univariate_detector`, `drift_correction`, `gas_classifier`) are pure
-//! kernels, wired into the dataflow and scored on public data next. This crate does no I/O: no Kafka, no
+//! (`rolling_anomaly`, `exposure_cycles`, `fingerprint`, `batch_verdict`,
+//! `epoch_sink`), or are driven per sensor by `scent_dataflows::sensor_stage`
+//! (`qc_flags`). The kernels not yet wired into the quality-control
+//! dataflow (`sniff_features`, `spc`, `multivariate`,
+//! `univariate_detector`, `drift_correction`, `gas_classifier`) are scored
+//! on public data by `scent eval`. This crate does no I/O: no Kafka, no
 //! database, no async runtime, so it builds and tests quickly.
 //!
 //! | module | what it does |
@@ -21,7 +23,9 @@
 //! | [`qc_flags`] | QARTOD/ioos_qc quality flags per reading and stream: range, spike, rate of change, flat line, gap, sequence, skew; score |
 //! | **e-nose features and fingerprints** | |
 //! | [`sniff_features`] | sniff cycles of an e-nose array: baseline/rise/steady/recovery, ΔR/R0, time constants, FFT bands; T/H compensation |
+//! | [`exposure_cycles`] | e-nose readings averaged per array, window and batch: the observations of fingerprints |
 //! | [`pca`] | principal components: fit, scores, Hotelling T², SPE, limits, contributions |
+//! | [`fingerprint`] | product fingerprints per array: similarity, T²/SPE limits, contaminant library |
 //! | [`drift_correction`] | sensor-drift correction: reference-gas calibration, forward-only drift tracking |
 //! | [`gas_classifier`] | gas classes from e-nose feature vectors: signed-log standardisation, shrinkage LDA |
 //! | **anomaly detection** | |
@@ -40,6 +44,8 @@ pub mod batch_verdict;
 pub mod drift_correction;
 pub mod epoch_sink;
 pub mod event_clock;
+pub mod exposure_cycles;
+pub mod fingerprint;
 pub mod gas_classifier;
 pub mod ingest;
 pub mod model;

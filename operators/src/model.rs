@@ -435,6 +435,17 @@ pub enum AnomalyRule {
     FlatLine,
     /// A gap in the sensor's readings longer than the configured limit.
     Gap,
+    /// An e-nose cycle's Hotelling T² beyond its product fingerprint's limit.
+    #[serde(rename = "t2")]
+    HotellingT2,
+    /// An e-nose cycle's squared prediction error beyond its fingerprint's limit.
+    Spe,
+    /// An e-nose cycle's cosine similarity to its product fingerprint below the floor
+    /// (the statistic is the dissimilarity `1 − cos`).
+    Similarity,
+    /// An alarming e-nose cycle matched a contaminant of the library
+    /// (the statistic is the cosine of the match).
+    Contaminant,
 }
 
 impl AnomalyRule {
@@ -444,6 +455,10 @@ impl AnomalyRule {
             AnomalyRule::ZScore => "zscore",
             AnomalyRule::FlatLine => "flat_line",
             AnomalyRule::Gap => "gap",
+            AnomalyRule::HotellingT2 => "t2",
+            AnomalyRule::Spe => "spe",
+            AnomalyRule::Similarity => "similarity",
+            AnomalyRule::Contaminant => "contaminant",
         }
     }
 }
@@ -478,6 +493,9 @@ pub struct Anomaly {
     pub limit: f64,
     /// Channels contributing most, strongest first (at most a few).
     pub channels: Vec<u16>,
+    /// The contaminant matched, for `contaminant` anomalies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contaminant: Option<String>,
 }
 
 total_order_from_ord!(Anomaly);
@@ -496,6 +514,7 @@ impl Ord for Anomaly {
             .then_with(|| self.statistic.total_cmp(&other.statistic))
             .then_with(|| self.limit.total_cmp(&other.limit))
             .then_with(|| self.channels.cmp(&other.channels))
+            .then_with(|| self.contaminant.cmp(&other.contaminant))
     }
 }
 
@@ -558,6 +577,9 @@ pub struct Reason {
     pub last_ts_ms: EventTimeMs,
     /// Channels that contributed most across the flagged readings.
     pub channels: Vec<u16>,
+    /// The contaminant most often matched, for `contaminant` reasons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contaminant: Option<String>,
 }
 
 impl Reason {
@@ -591,6 +613,7 @@ impl Ord for Reason {
             .then_with(|| self.limit.total_cmp(&other.limit))
             .then_with(|| self.last_ts_ms.cmp(&other.last_ts_ms))
             .then_with(|| self.channels.cmp(&other.channels))
+            .then_with(|| self.contaminant.cmp(&other.contaminant))
     }
 }
 

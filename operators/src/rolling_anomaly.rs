@@ -190,6 +190,7 @@ impl SensorMonitor {
             statistic,
             limit,
             channels,
+            contaminant: None,
         };
 
         if let Some(last_ts) = self.last_ts_ms {
@@ -292,11 +293,12 @@ impl SensorMonitor {
     }
 }
 
-/// All monitors of one worker, keyed by `(line, sensor)`.
+/// All monitors of one worker, by line then sensor (so a reading finds its
+/// monitor without allocating).
 #[derive(Debug, Clone, Default)]
 pub struct RollingAnomalyDetector {
     config: RollingAnomalyConfig,
-    monitors: HashMap<(String, String), SensorMonitor>,
+    monitors: HashMap<String, HashMap<String, SensorMonitor>>,
 }
 
 impl RollingAnomalyDetector {
@@ -315,10 +317,18 @@ impl RollingAnomalyDetector {
         // every field, so even exact ties are broken by content.
         readings.sort();
         for reading in readings.iter() {
-            let key = (reading.line.clone(), reading.sensor.clone());
-            let monitor = match self.monitors.get_mut(&key) {
+            let monitor = match self
+                .monitors
+                .get_mut(&reading.line)
+                .and_then(|sensors| sensors.get_mut(&reading.sensor))
+            {
                 Some(monitor) => monitor,
-                None => self.monitors.entry(key).or_default(),
+                None => self
+                    .monitors
+                    .entry(reading.line.clone())
+                    .or_default()
+                    .entry(reading.sensor.clone())
+                    .or_default(),
             };
             monitor.observe(reading, &self.config, anomalies);
         }
@@ -326,7 +336,7 @@ impl RollingAnomalyDetector {
 
     /// Number of sensors with state.
     pub fn sensors(&self) -> usize {
-        self.monitors.len()
+        self.monitors.values().map(HashMap::len).sum()
     }
 }
 

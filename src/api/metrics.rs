@@ -38,6 +38,15 @@ pub struct RuleLabels {
     pub rule: String,
 }
 
+/// Labels of QARTOD quality flags.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QualityLabels {
+    /// The test that flagged the reading, e.g. `spike`.
+    pub test: String,
+    /// The reading's worst flag: `suspect`, `fail` or `missing`.
+    pub flag: String,
+}
+
 /// Pipeline stages whose latency is measured.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -81,6 +90,8 @@ pub struct EngineMetrics {
     pub rejected: Family<RejectLabels, Counter>,
     /// Anomalies by rule.
     pub anomalies: Family<RuleLabels, Counter>,
+    /// Readings flagged `suspect` or worse, by test and flag.
+    pub quality_flags: Family<QualityLabels, Counter>,
     /// Actions emitted by kind and decision.
     pub actions_out: Family<ActionLabels, Counter>,
     /// Stage latency in seconds.
@@ -124,6 +135,7 @@ impl EngineMetrics {
             batch_events_in: Counter::default(),
             rejected: Family::default(),
             anomalies: Family::default(),
+            quality_flags: Family::default(),
             actions_out: Family::default(),
             stage_latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_5, 2.0, 18))
@@ -190,6 +202,11 @@ impl EngineMetrics {
             metrics.anomalies.clone(),
         );
         dataflow.register(
+            "quality_flags",
+            "Readings flagged suspect or worse by the QARTOD tests, by test and worst flag",
+            metrics.quality_flags.clone(),
+        );
+        dataflow.register(
             "actions",
             "Actions emitted, by kind and decision",
             metrics.actions_out.clone(),
@@ -234,6 +251,18 @@ impl EngineMetrics {
             })
             .inc();
         self.totals.anomalies.inc();
+    }
+
+    /// Counts a reading flagged by the QARTOD tests, once per test that flagged it.
+    pub fn quality_flag(&self, tests: &[&str], flag: &str) {
+        for test in tests {
+            self.quality_flags
+                .get_or_create(&QualityLabels {
+                    test: (*test).to_owned(),
+                    flag: flag.to_owned(),
+                })
+                .inc();
+        }
     }
 
     /// Counts an action.

@@ -139,6 +139,7 @@ pub use truth::{
     LabelledEvent, MalformedTruth,
 };
 
+use scent_operators::fingerprint::ContaminantSignature;
 use scent_operators::model::{BatchEvent, EventTimeMs, Reading, RejectReason};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -251,6 +252,19 @@ impl Plant {
     /// What the run contains, computed from the schedule.
     pub fn ground_truth(&self) -> &GroundTruth {
         &self.model.truth
+    }
+
+    /// The plant's contaminants as a lab measures them for the library:
+    /// each one's relative response per e-nose channel.
+    pub fn contaminant_library(&self) -> Vec<ContaminantSignature> {
+        physics::CONTAMINANTS
+            .iter()
+            .zip(&self.model.contaminants)
+            .map(|(name, contaminant)| ContaminantSignature {
+                name: (*name).to_owned(),
+                response: contaminant.weights.clone(),
+            })
+            .collect()
     }
 
     /// Names of the lines, `L1`..`Ln`.

@@ -1,0 +1,224 @@
+//! The per-sensor stage: every kernel that keeps state per sensor stream,
+//! behind one exchange.
+//!
+//! Readings are routed by `line/sensor` once, and each completed epoch's
+//! readings are sorted into `(line, sensor, ts, seq)` order once; then
+//! every per-sensor kernel sees them in that order: the QARTOD quality
+//! flags (`scent_operators::qc_flags`), the rolling detectors (z-score,
+//! flat line, gap: `scent_operators::rolling_anomaly`) and the cycle builder
+//! of the e-nose arrays (`scent_operators::exposure_cycles`).
+//!
+//! The quality flags gate the fingerprints: a reading whose aggregate flag
+//! is `fail` (out of its gross range, a spike, a stuck channel, a jump back
+//! in time) does not enter a cycle, so one bad reading does not move a
+//! fingerprint. Because the spike test needs the next reading, a reading
+//! reaches the cycle builder one reading of its sensor later; readings
+//! flagged `suspect` or worse are also emitted as [`FlaggedReading`]s. The
+//! rolling detectors see every reading at once: they are the alarms, the
+//! flags are the data-quality annotations.
+//! Running them in one operator instead of one operator each saves a copy
+//! and an exchange of every reading per kernel, which is most of their cost
+//! at a million readings a second. The output is a function of the input
+//! alone, as for each kernel by itself.
+
+use scent_operators::event_clock::Epoch;
+use scent_operators::exposure_cycles::{Cycle, CycleBuilder, CycleConfig};
+use scent_operators::model::{Anomaly, EventTimeMs, Reading, SensorKind};
+use scent_operators::qc_flags::{QcConfig, QcFlag, QcInput, QcResult, SensorQc};
+use scent_operators::rolling_anomaly::{
+    sensor_route, RollingAnomalyConfig, RollingAnomalyDetector,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+/// A reading whose quality flags are `suspect` or worse.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlaggedReading {
+    /// Line of the sensor.
+    pub line: String,
+    /// The sensor.
+    pub sensor: String,
+    /// Its kind.
+    pub kind: SensorKind,
+    /// Batch in production, if any.
+    pub batch: Option<String>,
+    /// Event time of the reading.
+    pub ts_ms: EventTimeMs,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The worst flag of the reading.
+    pub flag: QcFlag,
+    /// Its quality score in [0, 1].
+    pub score: f64,
+    /// The tests that flagged it `suspect` or worse, e.g. `spike`.
+    pub tests: Vec<&'static str>,
+}
+
+impl FlaggedReading {
+    fn new(reading: &Reading, result: &QcResult) -> FlaggedReading {
+        let bad = |flag: QcFlag| matches!(flag, QcFlag::Suspect | QcFlag::Fail | QcFlag::Missing);
+        let mut tests: Vec<&'static str> = Vec::new();
+        for (name, flag) in [
+            ("time_gap", result.time_gap),
+            ("sequence", result.sequence),
+            ("timestamp_skew", result.timestamp_skew),
+        ] {
+            if bad(flag) {
+                tests.push(name);
+            }
+        }
+        for channel in &result.channels {
+            for (name, flag) in [
+                ("gross_range", channel.gross_range),
+                ("spike", channel.spike),
+                ("rate_of_change", channel.rate_of_change),
+                ("flat_line", channel.flat_line),
+            ] {
+                if bad(flag) && !tests.contains(&name) {
+                    tests.push(name);
+                }
+            }
+        }
+        FlaggedReading {
+            line: reading.line.clone(),
+            sensor: reading.sensor.clone(),
+            kind: reading.kind,
+            batch: reading.batch.clone(),
+            ts_ms: reading.ts_ms,
+            seq: reading.seq,
+            flag: result.aggregate,
+            score: result.score,
+            tests,
+        }
+    }
+}
+
+/// The quality state of one sensor: its flagger and the reading waiting
+/// for the next one (the spike test's look-ahead).
+#[derive(Default)]
+struct SensorQuality {
+    qc: SensorQc,
+    waiting: Option<Reading>,
+}
+
+/// What the per-sensor stage emits.
+enum SensorOutput {
+    Anomaly(Anomaly),
+    Cycle(Cycle),
+    Flagged(FlaggedReading),
+}
+
+/// The outputs of the per-sensor stage.
+pub struct SensorStage<'scope> {
+    /// Anomalies of the rolling detectors.
+    pub anomalies: StreamVec<'scope, Epoch, Anomaly>,
+    /// Completed e-nose cycles.
+    pub cycles: StreamVec<'scope, Epoch, Cycle>,
+    /// Readings flagged `suspect` or worse.
+    pub flagged: StreamVec<'scope, Epoch, FlaggedReading>,
+}
+
+/// Runs the per-sensor kernels; every output is at the epoch of the
+/// reading that completed it.
+// The `Result`s built for `ok_err` are routed at once, never stored or
+// propagated: boxing the records would only add an allocation.
+#[allow(clippy::result_large_err)]
+pub fn sensor_stage<'scope>(
+    readings: StreamVec<'scope, Epoch, Reading>,
+    anomaly: RollingAnomalyConfig,
+    cycles: CycleConfig,
+    quality: QcConfig,
+) -> SensorStage<'scope> {
+    let route = Exchange::new(|reading: &Reading| sensor_route(&reading.line, &reading.sensor));
+    let output: StreamVec<'scope, Epoch, SensorOutput> =
+        readings.unary_frontier(route, "SensorStage", move |_capability, _info| {
+            let mut detector = RollingAnomalyDetector::new(anomaly);
+            let mut builder = CycleBuilder::new(cycles);
+            let mut sensors: HashMap<String, HashMap<String, SensorQuality>> = HashMap::new();
+            let mut flagged = Vec::new();
+            let mut pending = BTreeMap::new();
+            let mut anomalies = Vec::new();
+            let mut completed = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|capability, data| {
+                    if let Some(capability) = capability.retain_least(output.output_index()) {
+                        let (_, stash) = pending
+                            .entry(*capability.time())
+                            .or_insert_with(|| (capability, Vec::<Reading>::new()));
+                        for batch in data {
+                            stash.append(batch);
+                        }
+                    }
+                });
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (capability, mut readings) = entry.remove();
+                    // `process` sorts the readings into (line, sensor, ts, seq) order.
+                    detector.process(&mut readings, &mut anomalies);
+                    for reading in readings.drain(..) {
+                        let state = match sensors
+                            .get_mut(&reading.line)
+                            .and_then(|by_sensor| by_sensor.get_mut(&reading.sensor))
+                        {
+                            Some(state) => state,
+                            None => sensors
+                                .entry(reading.line.clone())
+                                .or_default()
+                                .entry(reading.sensor.clone())
+                                .or_default(),
+                        };
+                        let input = QcInput {
+                            ts_ms: reading.ts_ms,
+                            seq: reading.seq,
+                            reference_ts_ms: None,
+                            values: &reading.values,
+                        };
+                        let result = state.qc.observe(&input, quality.kind(reading.kind));
+                        let previous = state.waiting.replace(reading);
+                        if let (Some(previous), Some(result)) = (previous, result) {
+                            if result.aggregate != QcFlag::Fail {
+                                builder.observe(&previous, &mut completed);
+                            }
+                            if matches!(
+                                result.aggregate,
+                                QcFlag::Suspect | QcFlag::Fail | QcFlag::Missing
+                            ) {
+                                flagged.push(FlaggedReading::new(&previous, &result));
+                            }
+                        }
+                    }
+                    if !anomalies.is_empty() || !completed.is_empty() || !flagged.is_empty() {
+                        output.session(&capability).give_iterator(
+                            anomalies
+                                .drain(..)
+                                .map(SensorOutput::Anomaly)
+                                .chain(completed.drain(..).map(SensorOutput::Cycle))
+                                .chain(flagged.drain(..).map(SensorOutput::Flagged)),
+                        );
+                    }
+                }
+            }
+        });
+    let (anomalies, rest): (_, StreamVec<'scope, Epoch, SensorOutput>) =
+        output.ok_err(|item| match item {
+            SensorOutput::Anomaly(anomaly) => Ok(anomaly),
+            other => Err(other),
+        });
+    let (cycles, flagged) = rest.ok_err(|item| match item {
+        SensorOutput::Cycle(cycle) => Ok(cycle),
+        SensorOutput::Flagged(flagged) => Err(flagged),
+        SensorOutput::Anomaly(_) => unreachable!("anomalies were split off above"),
+    });
+    SensorStage {
+        anomalies,
+        cycles,
+        flagged,
+    }
+}
