@@ -12,6 +12,7 @@
 //! | [`demo`] | `scent demo`: the simulated plant through the dataflow |
 //! | [`simulate`] | `scent simulate`: the simulated plant to Kafka or files |
 //! | [`bench`] | `scent bench`: latency, recovery and throughput against a broker |
+//! | [`eval`] | `scent eval`: the analytics scored on public data sets and the simulator |
 //! | [`runtime`] | timely workers: poll, ingest, step, emit |
 //! | [`sources`] | Kafka partitions and the in-process plant as sources |
 //! | [`sinks`] | Kafka topics, JSON-lines files and memory as sinks |
@@ -27,6 +28,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod eval;
 pub mod runtime;
 pub mod sim;
 pub mod simulate;

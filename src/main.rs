@@ -39,6 +39,10 @@ enum Command {
     /// throughput, malformed input (one JSON object per measure on stdout).
     #[command(subcommand)]
     Bench(scent::bench::BenchCommand),
+    /// Score the analytics on a public data set or the simulator's ground
+    /// truth (one JSON object on stdout).
+    #[command(subcommand)]
+    Eval(scent::eval::EvalCommand),
 }
 
 #[derive(Subcommand)]
@@ -114,6 +118,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench(measure) => {
             scent::bench::run(measure).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Command::Eval(dataset) => {
+            scent::eval::run(dataset)?;
         }
         Command::Topics(TopicsCommand::Create(args)) => {
             let mut settings = Config::load(args.config.as_deref())?.kafka;
