@@ -676,6 +676,36 @@ mod tests {
         assert_ne!(a.version, c.version);
     }
 
+    /// A reference batch with a contamination in a third of its cycles
+    /// still yields the clean fingerprint: the contaminated cycles are
+    /// trimmed before the fit.
+    #[test]
+    fn contaminated_reference_cycles_are_trimmed_from_the_fit() {
+        let config = FingerprintConfig::default();
+        let mut reference = clean(60, 4);
+        for cycle in reference.iter_mut().skip(20).take(20) {
+            for (v, r) in cycle.values.iter_mut().zip(&library()[1].response) {
+                *v *= 1.0 + 0.3 * r;
+            }
+        }
+        let refs: Vec<&Cycle> = reference.iter().collect();
+        let model = FingerprintModel::fit("L1", "enose-1", "espresso", &refs, &config).unwrap();
+        let clean_model = fitted();
+        for (a, b) in model.centroid.iter().zip(&clean_model.centroid) {
+            assert!((a / b - 1.0).abs() < 0.002, "{a} vs {b}");
+        }
+        let false_alarms = clean(200, 5)
+            .iter()
+            .filter(|c| {
+                model
+                    .score(&c.values, &library(), config.min_match)
+                    .unwrap()
+                    .alarm(&model)
+            })
+            .count();
+        assert!(false_alarms <= 2, "{false_alarms} of 200 clean cycles alarmed");
+    }
+
     #[test]
     fn bad_references_are_typed_errors() {
         let config = FingerprintConfig::default();
@@ -683,7 +713,11 @@ mod tests {
         let refs: Vec<&Cycle> = few.iter().collect();
         assert!(matches!(
             FingerprintModel::fit("L1", "enose-1", "espresso", &refs, &config),
-            Err(FingerprintError::TooFewCycles { got: 5, .. })
+            Err(FingerprintError::TooFewCycles {
+                needed: 20,
+                got: 0..=5,
+                ..
+            })
         ));
         let mut zero = clean(30, 1);
         zero[4].values[3] = 0.0;
