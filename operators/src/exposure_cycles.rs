@@ -264,6 +264,30 @@ impl CycleBuilder {
 pub trait ExposureCycles<'scope> {
     /// Routes readings by sensor and emits every completed cycle of every
     /// e-nose array at the epoch of the reading that completed it.
+    ///
+    /// ```
+    /// use scent_operators::exposure_cycles::{CycleConfig, ExposureCycles};
+    /// use scent_operators::model::{Reading, SensorKind};
+    /// use timely::dataflow::operators::{capture::Extract, Capture, ToStream};
+    ///
+    /// // 25 seconds of one 2-channel array in batch B-1: two complete
+    /// // 10-second cycles (the third is still open).
+    /// let readings: Vec<Reading> = (0..25)
+    ///     .map(|second| Reading {
+    ///         plant: "p1".into(), line: "L1".into(), sensor: "enose-1".into(),
+    ///         kind: SensorKind::Enose, ts_ms: second * 1_000, seq: second as u64 + 1,
+    ///         batch: Some("B-1".into()), product: Some("espresso".into()),
+    ///         values: vec![1.0 + (second % 2) as f64, 2.0],
+    ///     })
+    ///     .collect();
+    /// let captured = timely::example(move |scope| {
+    ///     readings.to_stream(scope).exposure_cycles(CycleConfig::default()).capture()
+    /// });
+    /// let cycles: Vec<_> = captured.extract().into_iter().flat_map(|(_, c)| c).collect();
+    /// assert_eq!(cycles.len(), 2);
+    /// assert_eq!(cycles[0].values, vec![1.5, 2.0]);
+    /// assert_eq!(cycles[1].start_ms, 10_000);
+    /// ```
     fn exposure_cycles(self, config: CycleConfig) -> StreamVec<'scope, Epoch, Cycle>;
 }
 
