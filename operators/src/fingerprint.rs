@@ -703,7 +703,10 @@ mod tests {
                     .alarm(&model)
             })
             .count();
-        assert!(false_alarms <= 2, "{false_alarms} of 200 clean cycles alarmed");
+        assert!(
+            false_alarms <= 2,
+            "{false_alarms} of 200 clean cycles alarmed"
+        );
     }
 
     #[test]

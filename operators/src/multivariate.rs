@@ -23,6 +23,13 @@
 //!    T² and SPE are computed on `w_t`. Averaging shrinks the noise by
 //!    about `λ / (2 − λ)` while a persistent shift keeps its size, so small
 //!    sustained faults stand out. `λ = 1` switches smoothing off.
+//!    The rules [`MonitorRule::T2Unsmoothed`] and
+//!    [`MonitorRule::SpeUnsmoothed`] also watch the present, unsmoothed
+//!    vector `v_t`: a Shewhart chart beside the EWMA one (Lucas & Saccucci
+//!    1990, "Exponentially weighted moving average control schemes:
+//!    properties and enhancements", *Technometrics* 32, combined
+//!    Shewhart–EWMA), so a large sudden change is not delayed by the
+//!    smoothing while small sustained ones still build up.
 //! 3. **Statistics**: T² and SPE of [`crate::pca`], and the combined index
 //!    of Yue & Qin (2001, "Reconstruction-based fault identification using a
 //!    combined index", *Industrial & Engineering Chemistry Research* 40),
@@ -42,7 +49,15 @@
 //!    reference rows in order), so the limit reflects how the model sees new
 //!    data rather than the rows it was fitted on (cross-validated control
 //!    limits; the in-sample statistics of a model with many variables and
-//!    few rows are optimistic).
+//!    few rows are optimistic). [`LimitMethod::Calibrated`] gives the
+//!    false-alarm budget to the monitor as a whole rather than to each
+//!    statistic: every monitored statistic gets its `q` quantile (held out
+//!    as above), with the one `q` at which the share of reference rows
+//!    where *any* of them is over its limit equals the budget (found by
+//!    bisection; the joint rate falls as `q` rises). Monitors watching
+//!    different numbers of correlated statistics are so compared at the
+//!    same overall false-alarm rate, without a Bonferroni split that
+//!    ignores their correlation.
 //! 5. **Persistence**: a statistic over its limit alarms only when at least
 //!    `required` of the last `window` observations were over a limit
 //!    (a k-of-m run rule; Western Electric, *Statistical Quality Control
@@ -63,7 +78,8 @@
 //!
 //! Fitting is one PCA fit (`O(n m² + m³)` with `m = p (l + 1)`) plus, for
 //! cross-validated limits, one more per fold and `O(n m k)` projections.
-//! Each observation costs one projection, `O(m k)`, plus `O(m)` for the
+//! Each observation costs one projection, `O(m k)` (two with an unsmoothed
+//! rule and `λ < 1`), plus `O(m)` for the
 //! lag buffer and smoothing; contributions are computed only for alarms.
 //! State per stream: `l` past observations, the smoothed vector and the
 //! last `window` exceedance flags.
@@ -324,7 +340,8 @@ pub struct Limits {
     pub spe: f64,
     /// Limit of φ.
     pub combined: f64,
-    /// Limit of the unsmoothed T².
+    /// Limit of the unsmoothed T² (NaN for empirical limits when no
+    /// unsmoothed rule is monitored and `smoothing < 1`).
     pub t2_unsmoothed: f64,
     /// Limit of the unsmoothed SPE.
     pub spe_unsmoothed: f64,
@@ -1073,6 +1090,102 @@ mod tests {
             monitor.observe(&nan),
             Err(MonitorError::NonFinite { variable: 2 })
         );
+    }
+
+    #[test]
+    fn calibrated_limits_give_the_whole_monitor_its_budget() {
+        let config = MonitorConfig {
+            lags: 0,
+            smoothing: 0.3,
+            rules: vec![
+                MonitorRule::T2,
+                MonitorRule::Spe,
+                MonitorRule::SpeUnsmoothed,
+            ],
+            limits: LimitMethod::Calibrated {
+                false_alarm_rate: 0.02,
+                folds: 1,
+            },
+            persistence: Persistence {
+                required: 1,
+                window: 1,
+            },
+            ..smoothed_config()
+        };
+        let reference = process(2_000, 10);
+        let mut monitor = MultivariateMonitor::fit(&reference, &config).unwrap();
+        // In sample, the joint rate is the budget (up to ties).
+        let rate = alarm_rate(&mut monitor, &reference);
+        assert!(
+            (0.018..=0.021).contains(&rate),
+            "joint in-sample rate {rate}"
+        );
+        // Three statistics share it: each limit sits above its own 98 %
+        // quantile.
+        let per_statistic = MultivariateMonitor::fit(
+            &reference,
+            &MonitorConfig {
+                limits: LimitMethod::Empirical {
+                    quantile: 0.98,
+                    factor: 1.0,
+                    folds: 1,
+                },
+                ..config.clone()
+            },
+        )
+        .unwrap();
+        assert!(monitor.limits().t2 > per_statistic.limits().t2);
+        assert!(monitor.limits().spe_unsmoothed > per_statistic.limits().spe_unsmoothed);
+        let bad = MonitorConfig {
+            limits: LimitMethod::Calibrated {
+                false_alarm_rate: 1.0,
+                folds: 1,
+            },
+            ..config
+        };
+        assert!(matches!(
+            MultivariateMonitor::fit(&reference, &bad),
+            Err(MonitorError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn the_unsmoothed_rule_catches_a_single_gross_error_at_once() {
+        let config = MonitorConfig {
+            lags: 0,
+            smoothing: 0.05,
+            rules: vec![
+                MonitorRule::T2,
+                MonitorRule::Spe,
+                MonitorRule::SpeUnsmoothed,
+            ],
+            persistence: Persistence {
+                required: 1,
+                window: 1,
+            },
+            contributors: 1,
+            ..smoothed_config()
+        };
+        let reference = process(1_000, 11);
+        let mut monitor = MultivariateMonitor::fit(&reference, &config).unwrap();
+        let mut wild = reference[0].clone();
+        wild[4] += 2.0;
+        let alarm = monitor
+            .observe(&wild)
+            .unwrap()
+            .expect("a gross residual alarms");
+        assert_eq!(alarm.rule, MonitorRule::SpeUnsmoothed);
+        assert_eq!(alarm.contributors[0].variable, 4);
+        let statistics = monitor.last_statistics().unwrap();
+        assert!(statistics.spe_unsmoothed > statistics.spe);
+        // Without the unsmoothed rule the smoothing (λ = 0.05) hides it.
+        let smoothed_only = MonitorConfig {
+            rules: vec![MonitorRule::T2, MonitorRule::Spe],
+            ..config
+        };
+        let mut monitor = MultivariateMonitor::fit(&reference, &smoothed_only).unwrap();
+        assert_eq!(monitor.observe(&wild).unwrap(), None);
+        assert!(monitor.last_statistics().unwrap().spe_unsmoothed.is_nan());
     }
 
     #[test]

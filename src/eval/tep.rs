@@ -59,6 +59,15 @@
 //! (1 row of 800 is 0.00125): the training files (480 post-fault rows of
 //! each of the 21 faults, scored with the same frozen detectors) are the
 //! broader comparison; they have no normal rows, hence no false-alarm rate.
+//!
+//! `budget_sweep` recalibrates both detectors at held-out budgets of 1, 2,
+//! 3 and 5 %: the monitor's mean detection rate is 0.993125 at each (the
+//! baseline 0.991875, 0.991875, 0.991875, 0.993125), its mean delay 5.5
+//! (the baseline 6.5, 6.5, 6.5, 6.0), its test false-alarm rate 0.028,
+//! 0.028, 0.031, 0.041 (the baseline 0.009, 0.034, 0.044, 0.066: at a 1 %
+//! budget the baseline has fewer false alarms, at 5 % it exceeds the
+//! ceiling). The held-out budget and the test false-alarm rate differ
+//! because the test runs were simulated apart from `d00.dat`.
 
 use super::EvalError;
 use scent_operators::multivariate::{
@@ -245,8 +254,7 @@ impl Summary {
     fn mean_delay(&self) -> Option<f64> {
         let delays: Option<Vec<u64>> = self.detection_delay.values().map(Value::as_u64).collect();
         let delays = delays?;
-        (!delays.is_empty())
-            .then(|| delays.iter().sum::<u64>() as f64 / delays.len() as f64)
+        (!delays.is_empty()).then(|| delays.iter().sum::<u64>() as f64 / delays.len() as f64)
     }
 
     fn false_alarm_rate(&self) -> f64 {
@@ -437,10 +445,7 @@ fn budget_sweep(reference: &[Vec<f64>], dir: &Path) -> Result<Value, EvalError> 
             ("monitor", monitor_config()),
             ("baseline_pca", baseline_config()),
         ] {
-            let config = MonitorConfig {
-                limits,
-                ..config
-            };
+            let config = MonitorConfig { limits, ..config };
             let monitor = MultivariateMonitor::fit(reference, &config)
                 .map_err(|e| EvalError::Usage(format!("d00.dat: monitor: {e}")))?;
             let mut summary = Summary::default();
@@ -600,4 +605,3 @@ fn read_samples(path: &Path, rows: Option<usize>) -> Result<Vec<Vec<f64>>, EvalE
     }
     Ok(samples)
 }
-
