@@ -34,8 +34,13 @@
 //!   with `θ_i = Σ_{j>k} λ_j^i` over the discarded eigenvalues and
 //!   `h₀ = 1 − 2θ₁θ₃ / (3θ₂²)`,
 //!   `Q_α = θ₁ [ z_{1−α} √(2θ₂h₀²) / θ₁ + 1 + θ₂h₀(h₀ − 1) / θ₁² ]^{1/h₀}`.
-//!   When nothing was discarded (or the residual variance is nil) the limit
-//!   is zero and any residual is beyond it.
+//!   When `h₀ < 0.1` (one discarded eigenvalue dominating many small ones)
+//!   that approximation fails, and the limit is Box's (1954) scaled χ²,
+//!   `g · χ²_{1−α}(h)` with `g = θ₂/θ₁`, `h = θ₁²/θ₂`, which matches the
+//!   mean and variance of SPE, but no lower than the largest discarded
+//!   eigenvalue's own `λ·χ²_{1−α}(1)` plus the mean of the others (Box's
+//!   tail is too light when one term dominates; checked by simulation). When nothing was discarded (or the residual
+//!   variance is nil) the limit is zero and any residual is beyond it.
 //!
 //! # Contributions
 //!
@@ -54,7 +59,7 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF, FisherSnedecor, Normal};
+use statrs::distribution::{ChiSquared, ContinuousCDF, FisherSnedecor, Normal};
 
 /// Why a model cannot be fitted or applied.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -152,6 +157,10 @@ pub struct Projection {
     /// Residual per variable, in scaled units.
     pub residuals: Vec<f64>,
 }
+
+/// Below this `h₀` the Jackson–Mudholkar SPE limit is replaced by Box's
+/// scaled χ² (`h₀` near or below zero makes the power transform meaningless).
+const JACKSON_MUDHOLKAR_MIN_H0: f64 = 0.1;
 
 /// Below this share of the largest eigenvalue an eigenvalue is numerical
 /// noise: a component with it would divide T² by almost zero.
@@ -363,6 +372,31 @@ impl PcaModel {
             return Ok(0.0);
         }
         let h0 = 1.0 - 2.0 * theta1 * theta3 / (3.0 * theta2 * theta2);
+        if h0 < JACKSON_MUDHOLKAR_MIN_H0 {
+            // One discarded eigenvalue dominates many small ones: the
+            // normal approximation behind Jackson–Mudholkar breaks down
+            // (the limit falls below the mean). Box's scaled χ² matches the
+            // first two moments of SPE whatever the spectrum.
+            // Its far tail is too light when one term dominates, so the
+            // limit is at least that term's own quantile plus the mean of
+            // the others.
+            let g = theta2 / theta1;
+            let h = theta1 * theta1 / theta2;
+            let box_limit = g * ChiSquared::new(h)
+                .expect("h is positive")
+                .inverse_cdf(1.0 - alpha);
+            let largest = self
+                .residual_eigenvalues
+                .iter()
+                .copied()
+                .fold(0.0, f64::max);
+            let dominant_limit = largest
+                * ChiSquared::new(1.0)
+                    .expect("one degree of freedom")
+                    .inverse_cdf(1.0 - alpha)
+                + (theta1 - largest);
+            return Ok(box_limit.max(dominant_limit));
+        }
         let z = Normal::standard().inverse_cdf(1.0 - alpha);
         let inner = z * (2.0 * theta2 * h0 * h0).sqrt() / theta1
             + 1.0
@@ -495,6 +529,38 @@ mod tests {
             (0.005..0.02).contains(&spe_rate),
             "SPE false-alarm rate {spe_rate}"
         );
+    }
+
+    /// SPE = Σ λ_j z_j² over the discarded eigenvalues; its 99.9 % quantile
+    /// by simulation, against the limit, for an even and an uneven spectrum
+    /// (the uneven one has h₀ < 0 and takes Box's approximation).
+    #[test]
+    fn spe_limit_holds_for_even_and_uneven_residual_spectra() {
+        for residual in [vec![0.5; 10], {
+            let mut uneven = vec![1.0];
+            uneven.extend([0.1; 15]);
+            uneven
+        }] {
+            let model = PcaModel {
+                mean: vec![0.0; residual.len() + 1],
+                scale: vec![1.0; residual.len() + 1],
+                loadings: vec![vec![0.0; residual.len() + 1]],
+                eigenvalues: vec![1.0],
+                residual_eigenvalues: residual.clone(),
+                observations: 1_000,
+            };
+            let limit = model.spe_limit(0.001).unwrap();
+            let mut rng = Gaussian(42);
+            let mut spe: Vec<f64> = (0..100_000)
+                .map(|_| residual.iter().map(|l| l * rng.next().powi(2)).sum())
+                .collect();
+            spe.sort_by(f64::total_cmp);
+            let quantile = spe[99_900];
+            assert!(
+                (limit / quantile - 1.0).abs() < 0.15,
+                "{residual:?}: limit {limit}, simulated 99.9 % quantile {quantile}"
+            );
+        }
     }
 
     #[test]
