@@ -18,13 +18,16 @@
 //! with batches as the window). Drift between neighbouring batches is far
 //! below the noise of a cycle; a fault or contamination inside a reference
 //! batch is trimmed from the fit by its robust distance (see
-//! `FingerprintModel::fit`), and a reference batch hit for more than half
-//! its cycles makes the fit fail, which leaves the next batch unscored by
-//! fingerprints rather than scored against a contaminated model. What a
-//! moving window cannot see is a change slower than one batch to the next;
-//! the rolling z-score and the process-sensor charts cover the fast side,
-//! and the first batch of a product on a line (no predecessor) is scored by
-//! them alone.
+//! `FingerprintModel::fit`), and a reference batch disturbed in more than
+//! `max_trimmed_share` of its cycles fails the fit, which leaves the next
+//! batch unscored by fingerprints rather than scored against a disturbed
+//! model. The reference is the preceding batch whatever its verdict: a held
+//! batch disturbed in a minority of its cycles still stands for the product
+//! once trimmed. What a moving window cannot see is a change slower than
+//! one batch to the next (a contamination creeping in over many batches);
+//! the rolling z-score covers the fast side, and the first batch of a
+//! product on a line (no predecessor) is scored by the rolling detectors
+//! alone.
 //!
 //! A model is fitted once every reference batch has ended. Models are a
 //! differential collection: a reference cycle that closes after its batch's

@@ -82,6 +82,21 @@ pub enum FingerprintError {
         /// The channel.
         channel: usize,
     },
+    /// Too many reference cycles lie off the rest: the reference batch was
+    /// disturbed for too long to stand for the product.
+    #[error("fingerprint of {product} on {line}/{sensor}: {trimmed} of {cycles} reference cycles are outliers")]
+    DisturbedReference {
+        /// The line.
+        line: String,
+        /// The array.
+        sensor: String,
+        /// The product.
+        product: String,
+        /// Cycles trimmed.
+        trimmed: usize,
+        /// Cycles given.
+        cycles: usize,
+    },
     /// The PCA could not be fitted.
     #[error(transparent)]
     Pca(#[from] PcaError),
@@ -123,6 +138,10 @@ pub struct FingerprintConfig {
     /// standard deviations (1.4826 · MAD) from the channel's median log
     /// response are left out of the fit.
     pub trim_robust_z: f64,
+    /// Largest share of reference cycles that may be trimmed; above it the
+    /// fit fails. The trimming is centred on the median, so it can only
+    /// tell the disturbed cycles apart while they are a minority.
+    pub max_trimmed_share: f64,
     /// Cosine between a deviation and a signature that names the contaminant.
     pub min_match: f64,
     /// The contaminant library.
@@ -141,6 +160,7 @@ impl Default for FingerprintConfig {
             similarity_margin: 4.0,
             min_reference_cycles: 20,
             trim_robust_z: 8.0,
+            max_trimmed_share: 0.4,
             min_match: 0.8,
             contaminants: Vec::new(),
         }
@@ -169,6 +189,12 @@ impl FingerprintConfig {
             return Err(format!(
                 "trim_robust_z must be positive, got {}",
                 self.trim_robust_z
+            ));
+        }
+        if !(0.0..0.5).contains(&self.max_trimmed_share) {
+            return Err(format!(
+                "max_trimmed_share must be in [0, 0.5), got {}",
+                self.max_trimmed_share
             ));
         }
         if self.min_reference_cycles < 3 {
@@ -256,7 +282,8 @@ pub struct FingerprintScore {
     /// Channels whose log response moved furthest from the reference mean,
     /// in reference standard deviations, strongest first (at most three).
     pub channels: Vec<u16>,
-    /// The nearest contaminant and its cosine, when at least `min_match`.
+    /// The nearest contaminant and its cosine, when the cycle alarms and
+    /// the cosine is at least `min_match`.
     pub matched: Option<(String, f64)>,
 }
 
@@ -271,8 +298,9 @@ impl FingerprintScore {
 
 /// The cycles whose every channel lies within `limit` robust standard
 /// deviations of the channel's median log response: a reference batch in
-/// which a fault or contamination hit fewer than half the cycles still
-/// yields a clean fingerprint. Cycles of another channel count than the
+/// which a fault or contamination hit a minority of the cycles still
+/// yields a clean fingerprint (more than `max_trimmed_share` trimmed fails
+/// the fit instead). Cycles of another channel count than the
 /// first are left out too.
 fn trim_outlying<'a>(cycles: &[&'a Cycle], limit: f64) -> Vec<&'a Cycle> {
     let Some(first) = cycles.first() else {
@@ -366,7 +394,18 @@ impl FingerprintModel {
                 });
             }
         }
+        let given = cycles.len();
         let cycles = trim_outlying(cycles, config.trim_robust_z);
+        let trimmed = given - cycles.len();
+        if trimmed as f64 > config.max_trimmed_share * given as f64 {
+            return Err(FingerprintError::DisturbedReference {
+                line: line.to_owned(),
+                sensor: sensor.to_owned(),
+                product: product.to_owned(),
+                trimmed,
+                cycles: given,
+            });
+        }
         if cycles.len() < config.min_reference_cycles {
             return Err(FingerprintError::TooFewCycles {
                 line: line.to_owned(),
@@ -436,20 +475,29 @@ impl FingerprintModel {
         let similarity = cosine(values, &self.centroid);
         let scaled = self.pca.scale_observation(&logs)?;
         let contributions: Vec<f64> = scaled.iter().map(|z| z * z).collect();
-        let deviation: Vec<f64> = logs
-            .iter()
-            .zip(&self.pca.mean)
-            .map(|(y, m)| y - m)
-            .collect();
-        let matched = library
-            .iter()
-            .filter(|c| c.response.len() == values.len())
-            .map(|c| {
-                let pattern: Vec<f64> = c.response.iter().map(|r| (1.0 + r).ln()).collect();
-                (c.name.clone(), cosine(&deviation, &pattern))
-            })
-            .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
-            .filter(|(_, cos)| *cos >= min_match);
+        let alarm = projection.t2 > self.t2_limit
+            || projection.spe > self.spe_limit
+            || similarity < self.similarity_limit;
+        // Matching only explains an alarm; clean cycles skip it.
+        let matched = if alarm {
+            let deviation: Vec<f64> = logs
+                .iter()
+                .zip(&self.pca.mean)
+                .map(|(y, m)| y - m)
+                .collect();
+            library
+                .iter()
+                .filter(|c| c.response.len() == values.len())
+                .map(|c| {
+                    let pattern: Vec<f64> = c.response.iter().map(|r| r.ln_1p()).collect();
+                    (c, cosine(&deviation, &pattern))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.name.cmp(&a.0.name)))
+                .filter(|(_, cos)| *cos >= min_match)
+                .map(|(c, cos)| (c.name.clone(), cos))
+        } else {
+            None
+        };
         Ok(FingerprintScore {
             similarity,
             t2: projection.t2,
@@ -707,6 +755,27 @@ mod tests {
             false_alarms <= 2,
             "{false_alarms} of 200 clean cycles alarmed"
         );
+    }
+
+    #[test]
+    fn a_reference_disturbed_for_most_of_its_cycles_fails_the_fit() {
+        let mut reference = clean(60, 6);
+        for cycle in reference.iter_mut().skip(10).take(35) {
+            for (v, r) in cycle.values.iter_mut().zip(&library()[0].response) {
+                *v *= 1.0 + 0.3 * r;
+            }
+        }
+        let refs: Vec<&Cycle> = reference.iter().collect();
+        assert!(matches!(
+            FingerprintModel::fit(
+                "L1",
+                "enose-1",
+                "espresso",
+                &refs,
+                &FingerprintConfig::default()
+            ),
+            Err(FingerprintError::DisturbedReference { .. })
+        ));
     }
 
     #[test]
