@@ -261,6 +261,12 @@ impl Config {
             .anomaly
             .check()
             .map_err(|message| invalid("quality_control.anomaly", message))?;
+        self.quality_control.quality.check().map_err(|error| {
+            invalid(
+                &format!("quality_control.quality.{}", error.key),
+                error.problem,
+            )
+        })?;
         self.quality_control
             .cycles
             .check()

@@ -473,7 +473,12 @@ fn run_worker(
                 .probe();
             let quality_metrics = metrics.clone();
             flow.flagged.inspect(move |flagged| {
-                quality_metrics.quality_flag(&flagged.tests, flagged.flag.as_str())
+                quality_metrics.quality_flag(
+                    flagged
+                        .tests
+                        .iter()
+                        .map(|(test, flag)| (*test, flag.as_str())),
+                )
             });
             let (verdict_probe, _) = flow.actions.inner.clone().probe();
             flow.actions

@@ -33,6 +33,7 @@ use scent_operators::model::{Action, Anomaly, BatchEvent, DeadLetter, Reading};
 use scent_operators::qc_flags::QcConfig;
 use scent_operators::rolling_anomaly::RollingAnomalyConfig;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::StreamVec;
 
@@ -58,13 +59,15 @@ impl QualityControlConfig {
     /// The version of the rule set, recorded as evidence in every decision:
     /// the detector parameters that change what is decided.
     pub fn rules_version(&self) -> String {
+        // The readable part names the detectors; the hash covers every
+        // parameter (quality flags, cycles, fingerprints and their library,
+        // training, verdict thresholds), so two decisions with the same
+        // version were made by the same rules.
+        let everything = serde_json::to_vec(self).expect("the configuration serialises");
         format!(
-            "{}+fingerprint-v1:c{}:a{}:m{}:r{}",
+            "{}+fingerprint-v1+{}",
             self.anomaly.version(),
-            self.cycles.cycle_ms,
-            self.fingerprint.alpha,
-            self.fingerprint.limit_margin,
-            self.training.reference_batches
+            &hex::encode(Sha256::digest(everything))[..12]
         )
     }
 }

@@ -43,7 +43,7 @@ pub struct RuleLabels {
 pub struct QualityLabels {
     /// The test that flagged the reading, e.g. `spike`.
     pub test: String,
-    /// The reading's worst flag: `suspect`, `fail` or `missing`.
+    /// The test's flag: `suspect`, `fail` or `missing`.
     pub flag: String,
 }
 
@@ -203,7 +203,7 @@ impl EngineMetrics {
         );
         dataflow.register(
             "quality_flags",
-            "Readings flagged suspect or worse by the QARTOD tests, by test and worst flag",
+            "Readings flagged suspect or worse by the QARTOD tests, by test and that test's flag",
             metrics.quality_flags.clone(),
         );
         dataflow.register(
@@ -253,12 +253,13 @@ impl EngineMetrics {
         self.totals.anomalies.inc();
     }
 
-    /// Counts a reading flagged by the QARTOD tests, once per test that flagged it.
-    pub fn quality_flag(&self, tests: &[&str], flag: &str) {
-        for test in tests {
+    /// Counts a reading flagged by the QARTOD tests, once per test that
+    /// flagged it, under that test's flag.
+    pub fn quality_flag<'a>(&self, tests: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        for (test, flag) in tests {
             self.quality_flags
                 .get_or_create(&QualityLabels {
-                    test: (*test).to_owned(),
+                    test: test.to_owned(),
                     flag: flag.to_owned(),
                 })
                 .inc();

@@ -13,7 +13,9 @@
 //! * `precision`: batches whose decision names a contaminant that were
 //!   contaminated, over all batches naming one;
 //! * `identification_accuracy`: detected contaminations that name the
-//!   injected contaminant;
+//!   injected contaminant (the library holds the simulator's own
+//!   signatures, as a lab would measure them, so this checks the matching,
+//!   not a lab's accuracy);
 //! * `detection_delay_cycles`: from the contamination's onset to the end of
 //!   the first cycle flagged on the line's arrays (T², SPE, similarity or
 //!   contaminant), in cycles of `quality_control.cycles.cycle_ms`; mean and
@@ -21,6 +23,9 @@
 //! * `false_holds`: batches the ground truth expects released (clean, or a
 //!   process drift too gentle to matter) that were held; `false_hold_rate`
 //!   over those batches; `decision_accuracy` over all batches.
+//!
+//! A ratio whose denominator is zero (no contaminated batch in the run) is
+//! `null`.
 
 use super::EvalError;
 use crate::demo::{engine_config, plant, run_in_process, DemoOptions};
@@ -78,7 +83,8 @@ impl Tally {
     }
 
     fn report(&self) -> serde_json::Value {
-        let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        // A ratio with nothing to count is undefined (null), not perfect.
+        let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
         let mean_delay = if self.delays.is_empty() {
             0.0
         } else {
