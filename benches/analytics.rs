@@ -4,24 +4,25 @@
 //!
 //! This is the work the sensor stage and the fingerprint join do per
 //! reading, without timely around it: readings of 64 arrays arrive in
-//! one-second epochs (64 readings each), every epoch is sorted and run
-//! through `validate_reading`, `RollingAnomalyDetector::process`,
-//! `SensorQc::observe` and `CycleBuilder::observe`, and every completed
-//! 10-second cycle is scored against a product fingerprint with a
-//! three-contaminant library. The target of the analytics is a million
+//! one-second epochs (64 readings each), every reading is validated
+//! (`validate_reading`), every epoch goes through the sensor stage's
+//! kernels exactly as the dataflow runs them (`SensorKernels::process`:
+//! sort, rolling detectors, QARTOD flags, flag-gated cycle building), and
+//! every completed 10-second cycle is scored against a product fingerprint
+//! with a three-contaminant library. The target of the analytics is a million
 //! readings a second per core; the figure is in readings. JSON decoding is
 //! not included (see `benches/wire.rs`), nor the exchange between workers.
 
 mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use scent_dataflows::sensor_stage::SensorKernels;
 use scent_operators::exposure_cycles::{Cycle, CycleBuilder, CycleConfig};
 use scent_operators::fingerprint::{ContaminantSignature, FingerprintConfig, FingerprintModel};
 use scent_operators::model::{Reading, SensorKind};
-use scent_operators::qc_flags::{QcConfig, QcInput, SensorQc};
-use scent_operators::rolling_anomaly::{RollingAnomalyConfig, RollingAnomalyDetector};
+use scent_operators::qc_flags::QcConfig;
+use scent_operators::rolling_anomaly::RollingAnomalyConfig;
 use scent_operators::validate::{validate_reading, ValidationRules};
-use std::collections::HashMap;
 use std::hint::black_box;
 use support::{enose_values, reading, Rng};
 
@@ -88,7 +89,6 @@ fn analytics(c: &mut Criterion) {
     let model = fingerprint(&epochs);
     let library = library();
     let rules = ValidationRules::default();
-    let quality = QcConfig::default();
     let mut group = c.benchmark_group("analytics");
     group.throughput(Throughput::Elements((ARRAYS as i64 * SECONDS) as u64));
     group.sample_size(20);
@@ -96,36 +96,18 @@ fn analytics(c: &mut Criterion) {
         b.iter_batched(
             || epochs.clone(),
             |mut epochs| {
-                let mut detector = RollingAnomalyDetector::new(RollingAnomalyConfig::default());
-                let mut builder = CycleBuilder::new(CycleConfig::default());
-                let mut flaggers: HashMap<String, HashMap<String, SensorQc>> = HashMap::new();
-                let (mut anomalies, mut cycles, mut alarms) = (Vec::new(), Vec::new(), 0usize);
+                let mut kernels = SensorKernels::new(
+                    RollingAnomalyConfig::default(),
+                    CycleConfig::default(),
+                    QcConfig::default(),
+                );
+                let (mut anomalies, mut cycles, mut flagged) = (Vec::new(), Vec::new(), Vec::new());
+                let mut alarms = 0usize;
                 for epoch in &mut epochs {
                     for r in epoch.iter() {
                         black_box(validate_reading(r, &rules).is_ok());
                     }
-                    detector.process(epoch, &mut anomalies);
-                    for r in epoch.iter() {
-                        let flagger = match flaggers
-                            .get_mut(&r.line)
-                            .and_then(|by_sensor| by_sensor.get_mut(&r.sensor))
-                        {
-                            Some(flagger) => flagger,
-                            None => flaggers
-                                .entry(r.line.clone())
-                                .or_default()
-                                .entry(r.sensor.clone())
-                                .or_default(),
-                        };
-                        let input = QcInput {
-                            ts_ms: r.ts_ms,
-                            seq: r.seq,
-                            reference_ts_ms: None,
-                            values: &r.values,
-                        };
-                        black_box(flagger.observe(&input, quality.kind(r.kind)));
-                        builder.observe(r, &mut cycles);
-                    }
+                    kernels.process(epoch, &mut anomalies, &mut cycles, &mut flagged);
                     for cycle in cycles.drain(..) {
                         let score = model
                             .score(&cycle.values, &library, 0.8)
@@ -133,7 +115,7 @@ fn analytics(c: &mut Criterion) {
                         alarms += usize::from(score.alarm(&model));
                     }
                 }
-                black_box((anomalies.len(), alarms))
+                black_box((anomalies.len(), flagged.len(), alarms))
             },
             criterion::BatchSize::LargeInput,
         )

@@ -55,34 +55,34 @@ pub struct FlaggedReading {
     pub flag: QcFlag,
     /// Its quality score in [0, 1].
     pub score: f64,
-    /// The tests that flagged it `suspect` or worse, e.g. `spike`.
-    pub tests: Vec<&'static str>,
+    /// The tests that flagged it `suspect` or worse, e.g. `spike`, each
+    /// with its own worst flag.
+    pub tests: Vec<(&'static str, QcFlag)>,
 }
 
 impl FlaggedReading {
     fn new(reading: &Reading, result: &QcResult) -> FlaggedReading {
         let bad = |flag: QcFlag| matches!(flag, QcFlag::Suspect | QcFlag::Fail | QcFlag::Missing);
-        let mut tests: Vec<&'static str> = Vec::new();
-        for (name, flag) in [
-            ("time_gap", result.time_gap),
-            ("sequence", result.sequence),
-            ("timestamp_skew", result.timestamp_skew),
-        ] {
-            if bad(flag) {
-                tests.push(name);
+        // Each test that flagged the reading, with its own worst flag over
+        // the channels.
+        let mut tests: Vec<(&'static str, QcFlag)> = Vec::new();
+        let mut note = |name: &'static str, flag: QcFlag| {
+            if !bad(flag) {
+                return;
             }
-        }
+            match tests.iter_mut().find(|(test, _)| *test == name) {
+                Some((_, worst)) => *worst = QcFlag::aggregate([*worst, flag]),
+                None => tests.push((name, flag)),
+            }
+        };
+        note("time_gap", result.time_gap);
+        note("sequence", result.sequence);
+        note("timestamp_skew", result.timestamp_skew);
         for channel in &result.channels {
-            for (name, flag) in [
-                ("gross_range", channel.gross_range),
-                ("spike", channel.spike),
-                ("rate_of_change", channel.rate_of_change),
-                ("flat_line", channel.flat_line),
-            ] {
-                if bad(flag) && !tests.contains(&name) {
-                    tests.push(name);
-                }
-            }
+            note("gross_range", channel.gross_range);
+            note("spike", channel.spike);
+            note("rate_of_change", channel.rate_of_change);
+            note("flat_line", channel.flat_line);
         }
         FlaggedReading {
             line: reading.line.clone(),
@@ -104,6 +104,76 @@ impl FlaggedReading {
 struct SensorQuality {
     qc: SensorQc,
     waiting: Option<Reading>,
+}
+
+/// The per-sensor kernels of one worker, run together over one completed
+/// epoch's readings: the pure core of [`sensor_stage`], callable without
+/// timely (benches, tests).
+pub struct SensorKernels {
+    detector: RollingAnomalyDetector,
+    builder: CycleBuilder,
+    quality: QcConfig,
+    sensors: HashMap<String, HashMap<String, SensorQuality>>,
+}
+
+impl SensorKernels {
+    /// Kernels with the given parameters and no state.
+    pub fn new(anomaly: RollingAnomalyConfig, cycles: CycleConfig, quality: QcConfig) -> Self {
+        SensorKernels {
+            detector: RollingAnomalyDetector::new(anomaly),
+            builder: CycleBuilder::new(cycles),
+            quality,
+            sensors: HashMap::new(),
+        }
+    }
+
+    /// Sorts one epoch's readings into `(line, sensor, ts, seq)` order, runs
+    /// them through every kernel and appends the outputs; drains `readings`
+    /// (each sensor's last reading waits for the next one's spike test).
+    pub fn process(
+        &mut self,
+        readings: &mut Vec<Reading>,
+        anomalies: &mut Vec<Anomaly>,
+        cycles: &mut Vec<Cycle>,
+        flagged: &mut Vec<FlaggedReading>,
+    ) {
+        // `process` sorts the readings into (line, sensor, ts, seq) order.
+        self.detector.process(readings, anomalies);
+        for reading in readings.drain(..) {
+            let state = match self
+                .sensors
+                .get_mut(&reading.line)
+                .and_then(|by_sensor| by_sensor.get_mut(&reading.sensor))
+            {
+                Some(state) => state,
+                None => self
+                    .sensors
+                    .entry(reading.line.clone())
+                    .or_default()
+                    .entry(reading.sensor.clone())
+                    .or_default(),
+            };
+            let input = QcInput {
+                ts_ms: reading.ts_ms,
+                seq: reading.seq,
+                reference_ts_ms: None,
+                values: &reading.values,
+            };
+            let result = state.qc.observe(&input, self.quality.kind(reading.kind));
+            let previous = state.waiting.replace(reading);
+            if let (Some(previous), Some(result)) = (previous, result) {
+                if result.aggregate != QcFlag::Fail {
+                    self.builder.observe(&previous, cycles);
+                }
+                if matches!(
+                    result.aggregate,
+                    QcFlag::Suspect | QcFlag::Fail | QcFlag::Missing
+                ) {
+                    flagged.push(FlaggedReading::new(&previous, &result));
+                }
+            }
+        }
+    }
 }
 
 /// What the per-sensor stage emits.
@@ -137,13 +207,9 @@ pub fn sensor_stage<'scope>(
     let route = Exchange::new(|reading: &Reading| sensor_route(&reading.line, &reading.sensor));
     let output: StreamVec<'scope, Epoch, SensorOutput> =
         readings.unary_frontier(route, "SensorStage", move |_capability, _info| {
-            let mut detector = RollingAnomalyDetector::new(anomaly);
-            let mut builder = CycleBuilder::new(cycles);
-            let mut sensors: HashMap<String, HashMap<String, SensorQuality>> = HashMap::new();
-            let mut flagged = Vec::new();
+            let mut kernel = SensorKernels::new(anomaly, cycles, quality);
             let mut pending = BTreeMap::new();
-            let mut anomalies = Vec::new();
-            let mut completed = Vec::new();
+            let (mut anomalies, mut completed, mut flagged) = (Vec::new(), Vec::new(), Vec::new());
             move |(input, frontier), output| {
                 input.for_each_stamp(|capability, data| {
                     if let Some(capability) = capability.retain_least(output.output_index()) {
@@ -160,40 +226,7 @@ pub fn sensor_stage<'scope>(
                         break;
                     }
                     let (capability, mut readings) = entry.remove();
-                    // `process` sorts the readings into (line, sensor, ts, seq) order.
-                    detector.process(&mut readings, &mut anomalies);
-                    for reading in readings.drain(..) {
-                        let state = match sensors
-                            .get_mut(&reading.line)
-                            .and_then(|by_sensor| by_sensor.get_mut(&reading.sensor))
-                        {
-                            Some(state) => state,
-                            None => sensors
-                                .entry(reading.line.clone())
-                                .or_default()
-                                .entry(reading.sensor.clone())
-                                .or_default(),
-                        };
-                        let input = QcInput {
-                            ts_ms: reading.ts_ms,
-                            seq: reading.seq,
-                            reference_ts_ms: None,
-                            values: &reading.values,
-                        };
-                        let result = state.qc.observe(&input, quality.kind(reading.kind));
-                        let previous = state.waiting.replace(reading);
-                        if let (Some(previous), Some(result)) = (previous, result) {
-                            if result.aggregate != QcFlag::Fail {
-                                builder.observe(&previous, &mut completed);
-                            }
-                            if matches!(
-                                result.aggregate,
-                                QcFlag::Suspect | QcFlag::Fail | QcFlag::Missing
-                            ) {
-                                flagged.push(FlaggedReading::new(&previous, &result));
-                            }
-                        }
-                    }
+                    kernel.process(&mut readings, &mut anomalies, &mut completed, &mut flagged);
                     if !anomalies.is_empty() || !completed.is_empty() || !flagged.is_empty() {
                         output.session(&capability).give_iterator(
                             anomalies
