@@ -9,34 +9,56 @@
 //! list: 1 ethanol, 2 ethylene, 3 ammonia, 4 acetaldehyde, 5 acetone,
 //! 6 toluene. Class `c` of the classifier is gas code `c + 1`.
 //!
-//! **Protocol (forward in time only).** Train on the `--train` batches
-//! (default batch 1). Each `--test` batch (default 2, 3, 4, 5, those present)
-//! is a recalibration period: its first K measurements in file order
+//! **Protocol.** Train on the `--train` batches (default batch 1); the
+//! batches are months apart, so training always precedes testing. Each
+//! `--test` batch (default 2, 3, 4, 5, those present) is a recalibration
+//! period: its first K measurements in file order
 //! (`--calibration-samples`, K <= 10, default 10) are the reference
 //! measurements a plant runs after recalibrating, used with their gas class
-//! and concentration; the remaining measurements are classified one by one
-//! in file order and scored. Drift correction
-//! ([`scent_operators::drift_correction`]) subtracts the offset measured on
-//! the reference samples and tracks the remaining common drift from past
-//! confident predictions only, never from a label; each batch starts from a
-//! fresh calibration. Hyper-parameters are the frozen
-//! [`DriftCompensationConfig::default`].
+//! and concentration; the remaining measurements are scored. Within a batch
+//! the file order is **not** time order: each file is grouped by gas code
+//! into long runs of one gas (hundreds of rows), ordered by concentration
+//! within a run, so the K reference rows are ethanol measurements.
 //!
-//! **Report.** `accuracy` and `balanced_accuracy` (mean per-class recall
-//! over the classes present in the scored part) per test batch and their
-//! unweighted `mean` over batches, as in the literature;
+//! **Headline: reference-gas calibration only.** `accuracy` and
+//! `balanced_accuracy` score [`scent_operators::drift_correction`] with the
+//! offset measured on the K reference samples and no tracking. The matcher
+//! then keeps no state between measurements, so the headline does not
+//! depend on the order of the scored rows (the integration test checks this
+//! on a copy of the data with the scored rows permuted). Hyper-parameters
+//! are the frozen [`DriftCompensationConfig::default`].
+//!
+//! **Drift tracking, reported beside the headline.** The self-training
+//! tracking of the remaining common drift adapts as it classifies, so its
+//! score depends on the order of the scored rows. `tracking_in_file_order`
+//! scores it in file order; because the files are grouped by class, tracking
+//! there adapts to long runs of one class and the figure (0.864) is
+//! optimistic. `tracking_shuffled` scores it with the scored rows of each
+//! batch shuffled (calibration rows first) under each of the frozen
+//! [`TRACKING_SHUFFLE_SEEDS`] and reports the mean and the minimum over the
+//! seeds. In a random order tracking does not beat calibration alone on
+//! the mean over batches (it helps batch 5, hurts batches 3 and 4).
+//!
+//! **Report.** Per test batch and their unweighted `mean` over batches, as
+//! in the literature: `accuracy` and `balanced_accuracy` (mean per-class
+//! recall over the classes present in the scored part) of the headline;
 //! `baseline_without_correction` (the same classifier, same scored samples,
-//! no correction), `calibration_only` (reference offset, no tracking), and
-//! `per_batch` sample counts and confusion matrices (rows: true gas code
-//! 1..6, columns: predicted).
+//! no correction); `tracking_in_file_order` and `tracking_shuffled`
+//! (`mean_over_seeds`, `min_over_seeds`, `per_seed_mean`); and `per_batch`
+//! sample counts and confusion matrices (rows: true gas code 1..6, columns:
+//! predicted) of the headline, without correction, and of tracking in file
+//! order.
 //!
-//! Anchor figures on batches 1-5 (K = 10): mean accuracy 0.864 (0.968,
-//! 0.841, 0.762, 0.888) with drift correction, 0.799 with the reference
-//! offset alone, 0.739 without correction; balanced accuracy 0.844. The
+//! Anchor figures on batches 1-5 (K = 10), headline: mean accuracy 0.799
+//! (0.890, 0.778, 0.795, 0.733), balanced accuracy 0.772; without
+//! correction 0.739. Tracking over five shuffled orders: mean 0.789
+//! (0.874, 0.736, 0.760, 0.785; worst seed 0.781); tracking in file order
+//! (grouped by class): 0.864. **The target of 0.85 is not reached** by an
+//! order-independent figure: the 0.864 of earlier reports came from the
+//! class-grouped file order. The
 //! frozen parameters (λ = 0.02, η = 0.02, posterior >= 0.99) were chosen on
-//! these batches as one global set; nearby settings give 0.85-0.87
-//! (η 0.015-0.025, λ 0.01-0.05), while η = 0.01 with λ >= 0.03 or λ = 0.1
-//! drop to 0.77-0.84, so the figure is not robust to every setting.
+//! these batches in file order as one global set, before the order effect
+//! was known; they were not re-tuned on the shuffled orders.
 //! Published means over batches 2-10 (train on batch 1): SVM without drift
 //! compensation 38.9 %, best methods 83-92 %.
 
@@ -223,17 +245,57 @@ impl Scores {
     }
 }
 
-/// The scores of every test batch under the three treatments.
+/// Seeds of the in-file shuffles under which drift tracking is scored,
+/// frozen here: the scored rows of each test batch are permuted with
+/// `ChaCha8Rng::seed_from_u64(seed)` on stream `batch`, the calibration rows
+/// stay first.
+pub const TRACKING_SHUFFLE_SEEDS: [u64; 5] = [1, 2, 3, 4, 5];
+
+/// The scores of one test batch under every treatment.
 struct BatchResult {
     batch: usize,
     samples: usize,
-    corrected: Scores,
+    /// Headline: reference-gas calibration only (order-independent).
     calibration_only: Scores,
     uncorrected: Scores,
+    /// Calibration plus tracking, scored rows in file order (grouped by class).
+    tracking_in_file_order: Scores,
+    /// Calibration plus tracking, one entry per [`TRACKING_SHUFFLE_SEEDS`].
+    tracking_shuffled: Vec<Scores>,
+}
+
+/// The scored rows of `batch` permuted with a frozen seed.
+fn shuffled(scored: &[Measurement], batch: usize, seed: u64) -> Vec<&Measurement> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(batch as u64);
+    let mut order: Vec<&Measurement> = scored.iter().collect();
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Scores a matcher that adapts as it goes (drift tracking) on the scored
+/// rows in the given order, after a fresh recalibration.
+fn score_in_order<'a>(
+    tracking: &DriftCompensatedClassifier,
+    references: &[KnownMeasurement<'_>],
+    order: impl IntoIterator<Item = &'a Measurement>,
+) -> Result<Scores, EvalError> {
+    let mut matcher = tracking.clone();
+    matcher.recalibrate(references).map_err(drift_error)?;
+    let mut scores = Scores::new();
+    for measurement in order {
+        let prediction = matcher
+            .classify(&measurement.features)
+            .map_err(drift_error)?;
+        scores.add(measurement.class, prediction.class);
+    }
+    Ok(scores)
 }
 
 fn evaluate_batch(
-    trained: &DriftCompensatedClassifier,
+    tracking: &DriftCompensatedClassifier,
     calibration_only: &DriftCompensatedClassifier,
     batch: usize,
     measurements: &[Measurement],
@@ -247,34 +309,37 @@ fn evaluate_batch(
     }
     let (references, scored) = measurements.split_at(calibration_samples);
     let references: Vec<KnownMeasurement<'_>> = references.iter().map(Measurement::known).collect();
-    let mut corrected_matcher = trained.clone();
-    corrected_matcher
-        .recalibrate(&references)
-        .map_err(drift_error)?;
+    // Without tracking the matcher keeps no state between measurements, so
+    // these two scores do not depend on the order of the scored rows.
     let mut offset_matcher = calibration_only.clone();
     offset_matcher
         .recalibrate(&references)
         .map_err(drift_error)?;
-    let mut result = BatchResult {
-        batch,
-        samples: measurements.len(),
-        corrected: Scores::new(),
-        calibration_only: Scores::new(),
-        uncorrected: Scores::new(),
-    };
+    let mut calibration_scores = Scores::new();
+    let mut uncorrected = Scores::new();
     for measurement in scored {
         let features = &measurement.features;
-        let corrected = corrected_matcher.classify(features).map_err(drift_error)?;
-        result.corrected.add(measurement.class, corrected.class);
         let offset = offset_matcher.classify(features).map_err(drift_error)?;
-        result.calibration_only.add(measurement.class, offset.class);
-        let raw = trained
+        calibration_scores.add(measurement.class, offset.class);
+        let raw = calibration_only
             .classifier()
             .classify_raw(features)
             .map_err(|e| drift_error(e.into()))?;
-        result.uncorrected.add(measurement.class, raw.class);
+        uncorrected.add(measurement.class, raw.class);
     }
-    Ok(result)
+    let tracking_in_file_order = score_in_order(tracking, &references, scored)?;
+    let tracking_shuffled = TRACKING_SHUFFLE_SEEDS
+        .iter()
+        .map(|seed| score_in_order(tracking, &references, shuffled(scored, batch, *seed)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(BatchResult {
+        batch,
+        samples: measurements.len(),
+        calibration_only: calibration_scores,
+        uncorrected,
+        tracking_in_file_order,
+        tracking_shuffled,
+    })
 }
 
 fn metric_object(results: &[BatchResult], metric: impl Fn(&BatchResult) -> f64) -> Value {
@@ -286,6 +351,38 @@ fn metric_object(results: &[BatchResult], metric: impl Fn(&BatchResult) -> f64) 
     let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
     object.insert("mean".into(), json!(mean));
     Value::Object(object)
+}
+
+/// Tracking over the shuffled orders: per batch and for the mean over
+/// batches, the mean and the minimum over the seeds (the minimum of the
+/// mean is the worst seed's mean over batches, not the mean of the minima).
+fn shuffled_summary(results: &[BatchResult], metric: impl Fn(&Scores) -> f64) -> Value {
+    let per_seed: Vec<Vec<f64>> = (0..TRACKING_SHUFFLE_SEEDS.len())
+        .map(|seed| {
+            results
+                .iter()
+                .map(|r| metric(&r.tracking_shuffled[seed]))
+                .collect()
+        })
+        .collect();
+    let mean_of = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let min_of = |values: &[f64]| values.iter().copied().fold(f64::INFINITY, f64::min);
+    let seed_means: Vec<f64> = per_seed.iter().map(|v| mean_of(v)).collect();
+    let mut mean = Map::new();
+    let mut min = Map::new();
+    for (index, result) in results.iter().enumerate() {
+        let over_seeds: Vec<f64> = per_seed.iter().map(|v| v[index]).collect();
+        let key = format!("batch{}", result.batch);
+        mean.insert(key.clone(), json!(mean_of(&over_seeds)));
+        min.insert(key, json!(min_of(&over_seeds)));
+    }
+    mean.insert("mean".into(), json!(mean_of(&seed_means)));
+    min.insert("mean".into(), json!(min_of(&seed_means)));
+    json!({
+        "mean_over_seeds": mean,
+        "min_over_seeds": min,
+        "per_seed_mean": seed_means,
+    })
 }
 
 fn check_batches(args: &GasDriftArgs) -> Result<(Vec<usize>, Vec<usize>), EvalError> {
@@ -343,7 +440,7 @@ pub fn run(args: &GasDriftArgs) -> Result<serde_json::Value, EvalError> {
     }
     let known: Vec<KnownMeasurement<'_>> = training.iter().map(Measurement::known).collect();
     let config = DriftCompensationConfig::default();
-    let trained = DriftCompensatedClassifier::fit(&known, CLASSES, config).map_err(drift_error)?;
+    let tracking = DriftCompensatedClassifier::fit(&known, CLASSES, config).map_err(drift_error)?;
     let calibration_only = DriftCompensatedClassifier::fit(
         &known,
         CLASSES,
@@ -358,7 +455,7 @@ pub fn run(args: &GasDriftArgs) -> Result<serde_json::Value, EvalError> {
     for batch in &test {
         let measurements = read_batch(&args.data, *batch)?;
         results.push(evaluate_batch(
-            &trained,
+            &tracking,
             &calibration_only,
             *batch,
             &measurements,
@@ -372,9 +469,10 @@ pub fn run(args: &GasDriftArgs) -> Result<serde_json::Value, EvalError> {
             format!("batch{}", result.batch),
             json!({
                 "samples": result.samples,
-                "evaluated": result.corrected.total(),
-                "confusion": result.corrected.confusion,
+                "evaluated": result.calibration_only.total(),
+                "confusion": result.calibration_only.confusion,
                 "confusion_without_correction": result.uncorrected.confusion,
+                "confusion_tracking_in_file_order": result.tracking_in_file_order.confusion,
             }),
         );
     }
@@ -383,15 +481,27 @@ pub fn run(args: &GasDriftArgs) -> Result<serde_json::Value, EvalError> {
         "train": train,
         "test": test,
         "calibration_samples": args.calibration_samples,
-        "accuracy": metric_object(&results, |r| r.corrected.accuracy()),
-        "balanced_accuracy": metric_object(&results, |r| r.corrected.balanced_accuracy()),
+        "headline_method": "reference-gas calibration only (offset from the labelled calibration \
+            samples, no tracking): independent of the order of the scored rows",
+        "accuracy": metric_object(&results, |r| r.calibration_only.accuracy()),
+        "balanced_accuracy": metric_object(&results, |r| r.calibration_only.balanced_accuracy()),
         "baseline_without_correction": {
             "accuracy": metric_object(&results, |r| r.uncorrected.accuracy()),
             "balanced_accuracy": metric_object(&results, |r| r.uncorrected.balanced_accuracy()),
         },
-        "calibration_only": {
-            "accuracy": metric_object(&results, |r| r.calibration_only.accuracy()),
-            "balanced_accuracy": metric_object(&results, |r| r.calibration_only.balanced_accuracy()),
+        "tracking_in_file_order": {
+            "accuracy": metric_object(&results, |r| r.tracking_in_file_order.accuracy()),
+            "balanced_accuracy": metric_object(&results, |r| r.tracking_in_file_order.balanced_accuracy()),
+            "note": "calibration plus self-training drift tracking, scored rows in file order; \
+                the batch files are grouped by gas class into long runs (not time order), so \
+                tracking adapts to one class at a time and this figure is optimistic: it is not a time order",
+        },
+        "tracking_shuffled": {
+            "seeds": TRACKING_SHUFFLE_SEEDS,
+            "accuracy": shuffled_summary(&results, Scores::accuracy),
+            "balanced_accuracy": shuffled_summary(&results, Scores::balanced_accuracy),
+            "note": "calibration plus drift tracking with the scored rows of each batch shuffled \
+                (calibration rows first), one run per frozen seed: the fair figure for tracking",
         },
         "classes": GAS_NAMES,
         "config": {
@@ -447,5 +557,26 @@ mod tests {
         scores.add(1, 0);
         assert!((scores.accuracy() - 0.9).abs() < 1e-12);
         assert!((scores.balanced_accuracy() - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn shuffled_order_is_a_frozen_permutation() {
+        let rows: Vec<Measurement> = (0..50)
+            .map(|i| Measurement {
+                class: i % CLASSES,
+                concentration: 1.0 + i as f64,
+                features: vec![i as f64],
+            })
+            .collect();
+        let concentrations =
+            |order: &[&Measurement]| order.iter().map(|m| m.concentration).collect::<Vec<_>>();
+        let first = concentrations(&shuffled(&rows, 2, 1));
+        assert_eq!(first, concentrations(&shuffled(&rows, 2, 1)));
+        assert_ne!(first, concentrations(&shuffled(&rows, 2, 2)));
+        assert_ne!(first, concentrations(&shuffled(&rows, 3, 1)));
+        let mut sorted = first.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(sorted, concentrations(&rows.iter().collect::<Vec<_>>()));
+        assert_ne!(first, sorted, "a shuffle of 50 rows moves some");
     }
 }
