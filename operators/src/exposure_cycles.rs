@@ -9,10 +9,9 @@
 //! event time (the grid `⌊ts / cycle_ms⌋`, the same for every array, so
 //! cycles of one line line up) and within one batch. A cycle's vector is
 //! the per-channel mean of its readings; averaging `n` readings divides the
-//! noise by `√n`. Arrays that run discrete sniff cycles (purge, exposure,
-//! recovery) get one cycle per exposure from
-//! the sniff-feature kernel instead; downstream operators see the same
-//! [`Cycle`] record either way.
+//! noise by `√n`. (Arrays that run discrete sniff cycles, purge, exposure,
+//! recovery, are segmented by the sniff-feature kernel; feeding its cycles
+//! into fingerprints is not wired yet.)
 //!
 //! A cycle is emitted when the first reading of a later window (or of
 //! another batch) arrives for its array, so its delay is one window plus the

@@ -7,10 +7,12 @@
 //! decaying exponential-moving-average transients). The features span five
 //! orders of magnitude and their size grows roughly as a power of the gas
 //! concentration, so every value first goes through the signed log
-//! `g(x) = sign(x) ln(1 + |x|)`. A power law becomes a straight line, and a
-//! multiplicative change of a sensor's sensitivity (the main effect of
-//! metal-oxide ageing) becomes an additive offset, which is what
-//! [`crate::drift_correction`] removes. Each transformed feature is then
+//! `g(x) = sign(x) ln(1 + |x|)`. For large features (|x| ≫ 1: most ΔR
+//! values) a power law becomes a straight line and a multiplicative change
+//! of a sensor's sensitivity (the main effect of metal-oxide ageing)
+//! becomes an additive offset, which is what [`crate::drift_correction`]
+//! removes; for the small transient features (|x| < 1) `g` is nearly linear
+//! and the offset model is only an approximation. Each transformed feature is then
 //! standardised with the mean and standard deviation of the training set
 //! ([`LogStandardizer`]).
 //!

@@ -6,9 +6,10 @@
 //! (`rolling_anomaly`, `exposure_cycles`, `fingerprint`, `batch_verdict`,
 //! `epoch_sink`), or are driven per sensor by `scent_dataflows::sensor_stage`
 //! (`qc_flags`). The kernels not yet wired into the quality-control
-//! dataflow (`sniff_features`, `spc`, `multivariate`,
-//! `univariate_detector`, `drift_correction`, `gas_classifier`) are scored
-//! on public data by `scent eval`. This crate does no I/O: no Kafka, no
+//! dataflow are checked on their own: `multivariate`,
+//! `univariate_detector`, `drift_correction` and `gas_classifier` by
+//! `scent eval` on public data, `sniff_features` on the UMA e-nose curves,
+//! `spc` by simulated average run lengths. This crate does no I/O: no Kafka, no
 //! database, no async runtime, so it builds and tests quickly.
 //!
 //! | module | what it does |
