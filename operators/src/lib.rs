@@ -57,6 +57,8 @@ pub mod rolling_anomaly;
 pub mod sniff_features;
 pub mod source_progress;
 pub mod spc;
+#[cfg(test)]
+mod test_support;
 pub mod univariate_detector;
 pub mod validate;
 pub mod wire;

@@ -872,25 +872,7 @@ pub fn upper_quantile(values: &mut [f64], q: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::pca::Components;
-
-    /// A deterministic generator for test data (SplitMix64 + Box–Muller).
-    struct Gaussian(u64);
-
-    impl Gaussian {
-        fn uniform(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        }
-
-        fn next(&mut self) -> f64 {
-            let (u, v) = (self.uniform(), self.uniform());
-            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-        }
-    }
+    use crate::test_support::Gaussian;
 
     /// Six channels driven by two latent factors plus noise.
     fn process(n: usize, seed: u64) -> Vec<Vec<f64>> {

@@ -421,26 +421,8 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::Gaussian;
     use proptest::prelude::*;
-
-    /// A deterministic generator for test data (SplitMix64 + Box–Muller).
-    struct Gaussian(u64);
-
-    impl Gaussian {
-        fn uniform(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        }
-
-        fn next(&mut self) -> f64 {
-            let (u, v) = (self.uniform(), self.uniform());
-            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-        }
-    }
 
     /// Observations of 6 variables driven by 2 latent factors plus small noise.
     fn two_factor_data(n: usize, seed: u64) -> Vec<Vec<f64>> {
