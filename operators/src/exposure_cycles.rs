@@ -19,19 +19,15 @@
 //! cycles. Cycles with fewer than `min_readings` readings (dropouts, cut by
 //! a batch boundary) are dropped and counted.
 //!
-//! State: one open cycle per array (`channels` running sums). Arrays are
-//! exchanged by `line/sensor`, so each lives on one worker; every completed
-//! epoch's readings are processed in `(line, sensor, ts, seq)` order, which
+//! State: one open cycle per array (`channels` running sums). The kernel
+//! runs in the dataflow's sensor stage (`scent_dataflows::sensor_stage`),
+//! after the quality flags, on readings exchanged by `line/sensor` and
+//! processed in `(line, sensor, ts, seq)` order per completed epoch, which
 //! makes the output a function of the input alone.
 
-use crate::event_clock::Epoch;
 use crate::model::{EventTimeMs, Reading, SensorKind};
-use crate::rolling_anomaly::sensor_route;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::StreamVec;
+use std::collections::HashMap;
 
 /// Parameters of cycle formation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,73 +252,6 @@ impl CycleBuilder {
             readings: open.readings,
             values: open.sums.into_iter().map(|s| s / n).collect(),
         });
-    }
-}
-
-/// Extension trait: exposure cycles from a stream of readings.
-pub trait ExposureCycles<'scope> {
-    /// Routes readings by sensor and emits every completed cycle of every
-    /// e-nose array at the epoch of the reading that completed it.
-    ///
-    /// ```
-    /// use scent_operators::exposure_cycles::{CycleConfig, ExposureCycles};
-    /// use scent_operators::model::{Reading, SensorKind};
-    /// use timely::dataflow::operators::{capture::Extract, Capture, ToStream};
-    ///
-    /// // 25 seconds of one 2-channel array in batch B-1: two complete
-    /// // 10-second cycles (the third is still open).
-    /// let readings: Vec<Reading> = (0..25)
-    ///     .map(|second| Reading {
-    ///         plant: "p1".into(), line: "L1".into(), sensor: "enose-1".into(),
-    ///         kind: SensorKind::Enose, ts_ms: second * 1_000, seq: second as u64 + 1,
-    ///         batch: Some("B-1".into()), product: Some("espresso".into()),
-    ///         values: vec![1.0 + (second % 2) as f64, 2.0],
-    ///     })
-    ///     .collect();
-    /// let captured = timely::example(move |scope| {
-    ///     readings.to_stream(scope).exposure_cycles(CycleConfig::default()).capture()
-    /// });
-    /// let cycles: Vec<_> = captured.extract().into_iter().flat_map(|(_, c)| c).collect();
-    /// assert_eq!(cycles.len(), 2);
-    /// assert_eq!(cycles[0].values, vec![1.5, 2.0]);
-    /// assert_eq!(cycles[1].start_ms, 10_000);
-    /// ```
-    fn exposure_cycles(self, config: CycleConfig) -> StreamVec<'scope, Epoch, Cycle>;
-}
-
-impl<'scope> ExposureCycles<'scope> for StreamVec<'scope, Epoch, Reading> {
-    fn exposure_cycles(self, config: CycleConfig) -> StreamVec<'scope, Epoch, Cycle> {
-        let route = Exchange::new(|reading: &Reading| sensor_route(&reading.line, &reading.sensor));
-        self.unary_frontier(route, "ExposureCycles", move |_capability, _info| {
-            let mut builder = CycleBuilder::new(config);
-            let mut pending = BTreeMap::new();
-            let mut cycles = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|capability, data| {
-                    if let Some(capability) = capability.retain_least(output.output_index()) {
-                        let (_, stash) = pending
-                            .entry(*capability.time())
-                            .or_insert_with(|| (capability, Vec::<Reading>::new()));
-                        for batch in data {
-                            stash.extend(batch.drain(..).filter(|r| r.kind == SensorKind::Enose));
-                        }
-                    }
-                });
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let (capability, mut readings) = entry.remove();
-                    readings.sort();
-                    for reading in &readings {
-                        builder.observe(reading, &mut cycles);
-                    }
-                    if !cycles.is_empty() {
-                        output.session(&capability).give_iterator(cycles.drain(..));
-                    }
-                }
-            }
-        })
     }
 }
 

@@ -3,9 +3,9 @@
 //! Every operator lives in its own module, with a pure kernel over plain
 //! data (unit-tested and benchmarked alone). Operators on the streaming
 //! path add a thin timely/differential wrapper in the same module
-//! (`rolling_anomaly`, `exposure_cycles`, `fingerprint`, `batch_verdict`,
-//! `epoch_sink`), or are driven per sensor by `scent_dataflows::sensor_stage`
-//! (`qc_flags`). The kernels not yet wired into the quality-control
+//! (`rolling_anomaly`, `fingerprint`, `batch_verdict`, `epoch_sink`), or
+//! are driven per sensor by `scent_dataflows::sensor_stage` (`qc_flags`,
+//! `exposure_cycles`). The kernels not yet wired into the quality-control
 //! dataflow are checked on their own: `multivariate`,
 //! `univariate_detector`, `drift_correction` and `gas_classifier` by
 //! `scent eval` on public data, `sniff_features` on the UMA e-nose curves,
