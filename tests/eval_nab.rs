@@ -10,28 +10,14 @@
 //! windowed Gaussian 39.6, HTM 70.1, best 74.9. Skipped when the data set
 //! is absent.
 
-use serde_json::Value;
-use std::path::Path;
-use std::process::Command;
+mod support;
 
 #[test]
 fn nab_standard_score() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab");
-    if !data.join("data").is_dir() {
-        eprintln!("skipped: NAB data not found at {}", data.display());
+    let Some(data) = support::shared_data("nab_standard_score", "nab") else {
         return;
-    }
-    let output = Command::new(env!("CARGO_BIN_EXE_scent"))
-        .args(["eval", "nab", "--data"])
-        .arg(&data)
-        .output()
-        .expect("scent runs");
-    assert!(
-        output.status.success(),
-        "scent eval nab failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    };
+    let report = support::eval_report(["nab".as_ref(), "--data".as_ref(), data.as_os_str()]);
     assert_eq!(report["dataset"], "nab");
 
     let score = |key: &str| {

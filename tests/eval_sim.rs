@@ -9,21 +9,13 @@
 //! are slow) and asserts the targets: recall and precision >= 0.99,
 //! delay <= 2 cycles, false holds <= 1 %.
 
-use serde_json::Value;
+mod support;
+
 use std::process::Command;
 
 #[test]
 fn contamination_is_found_fast_and_clean_batches_are_released() {
-    let output = Command::new(env!("CARGO_BIN_EXE_scent"))
-        .args(["eval", "sim", "--seeds", "21,22", "--readings", "400000"])
-        .output()
-        .expect("scent runs");
-    assert!(
-        output.status.success(),
-        "scent eval sim failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let report = support::eval_report(["sim", "--seeds", "21,22", "--readings", "400000"]);
     let number = |key: &str| {
         report[key]
             .as_f64()

@@ -7,29 +7,16 @@
 //! FAR 0.193, MAR 0.192; plain Hotelling T² F1 0.743 and PCA T² + Q 0.740
 //! under the same protocol (published: 0.66, 0.76; best Conv-AE 0.78).
 
+mod support;
+
 use serde_json::Value;
-use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn skab_f1_beats_the_published_leaderboard() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/skab");
-    if !data.is_dir() {
-        eprintln!("skipped: SKAB data not found at {}", data.display());
+    let Some(data) = support::shared_data("skab_f1_beats_the_published_leaderboard", "skab") else {
         return;
-    }
-    let output = Command::new(env!("CARGO_BIN_EXE_scent"))
-        .env("SCENT_LOG", "warn")
-        .args(["eval", "skab", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    };
+    let report = support::eval_report(["skab".as_ref(), "--data".as_ref(), data.as_os_str()]);
     assert_eq!(report["dataset"], "skab");
 
     let metric = |value: &Value, key: &str| -> f64 {

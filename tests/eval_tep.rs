@@ -10,29 +10,17 @@
 //! 0.991875), false-alarm rate 0.034, delay 2 / 11 (mean 6.5). Training
 //! files d01–d21: mean detection rate 0.741 against 0.679.
 
+mod support;
+
 use serde_json::Value;
-use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn tep_detection_within_the_false_alarm_budget() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tep");
-    if !data.is_dir() {
-        eprintln!("skipped: TEP data not found at {}", data.display());
+    let Some(data) = support::shared_data("tep_detection_within_the_false_alarm_budget", "tep")
+    else {
         return;
-    }
-    let output = Command::new(env!("CARGO_BIN_EXE_scent"))
-        .env("SCENT_LOG", "warn")
-        .args(["eval", "tep", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    };
+    let report = support::eval_report(["tep".as_ref(), "--data".as_ref(), data.as_os_str()]);
     assert_eq!(report["dataset"], "tep");
     let rate = |value: &Value| -> f64 {
         let v = value

@@ -343,3 +343,42 @@ impl Drop for Engine {
         self.kill();
     }
 }
+
+/// The public data set `name` under `../shared/data`, or `None` after a
+/// skip message for `test` when the folder is absent (the data sets are
+/// not part of the repository).
+pub fn shared_data(test: &str, name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipped {test}: data set {name} not found at {}",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Runs `scent eval <args>` and returns its JSON report; fails the test
+/// with the command's stderr when it does not succeed.
+pub fn eval_report<I, S>(args: I) -> serde_json::Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = Command::new(env!("CARGO_BIN_EXE_scent"))
+        .env("SCENT_LOG", "warn")
+        .arg("eval")
+        .args(args)
+        .output()
+        .expect("scent runs");
+    assert!(
+        output.status.success(),
+        "scent eval failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+}
