@@ -583,12 +583,35 @@ pub struct Reason {
 }
 
 impl Reason {
-    /// A one-line human summary, e.g. `enose-1 zscore x12 (max 9.1 > 6)`.
+    /// A one-line human summary, e.g. `enose-1 zscore x12 (max 9.1 > 6)` or
+    /// `enose-2 contaminant solvent x14 (max 0.998 > 0.8)`.
     pub fn summary(&self) -> String {
+        let rule = match &self.contaminant {
+            Some(name) => format!("{} {name}", self.rule),
+            None => self.rule.to_string(),
+        };
         format!(
-            "{} {} x{} (max {:.1} > {})",
-            self.sensor, self.rule, self.count, self.max_statistic, self.limit
+            "{} {rule} x{} (max {} > {})",
+            self.sensor,
+            self.count,
+            significant(self.max_statistic),
+            significant(self.limit)
         )
+    }
+}
+
+/// A number with three significant digits, for people: `94852`, `47.2`,
+/// `0.998`, `8.70e-6`.
+fn significant(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}");
+    }
+    let magnitude = value.abs().log10().floor() as i32;
+    if magnitude < -3 {
+        format!("{value:.2e}")
+    } else {
+        let decimals = (2 - magnitude).max(0) as usize;
+        format!("{value:.decimals$}")
     }
 }
 
@@ -665,6 +688,38 @@ impl Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reason_summaries_show_three_significant_digits_and_the_contaminant() {
+        let reason = |rule, max_statistic, limit, contaminant: Option<&str>| Reason {
+            sensor: "enose-2".into(),
+            kind: SensorKind::Enose,
+            rule,
+            count: 14,
+            max_statistic,
+            limit,
+            first_ts_ms: 0,
+            last_ts_ms: 0,
+            channels: vec![],
+            contaminant: contaminant.map(str::to_owned),
+        };
+        assert_eq!(
+            reason(AnomalyRule::ZScore, 9.1234, 6.0, None).summary(),
+            "enose-2 zscore x14 (max 9.12 > 6.00)"
+        );
+        assert_eq!(
+            reason(AnomalyRule::Spe, 94_852.04, 47.2071, None).summary(),
+            "enose-2 spe x14 (max 94852 > 47.2)"
+        );
+        assert_eq!(
+            reason(AnomalyRule::Similarity, 0.0421, 0.000_008_701, None).summary(),
+            "enose-2 similarity x14 (max 0.0421 > 8.70e-6)"
+        );
+        assert_eq!(
+            reason(AnomalyRule::Contaminant, 0.998, 0.8, Some("solvent")).summary(),
+            "enose-2 contaminant solvent x14 (max 0.998 > 0.800)"
+        );
+    }
 
     #[test]
     fn sensor_kinds_round_trip_through_their_names() {
