@@ -25,15 +25,11 @@ use scent_operators::event_clock::Epoch;
 use scent_operators::exposure_cycles::{Cycle, CycleBuilder, CycleConfig};
 use scent_operators::model::{Anomaly, EventTimeMs, Reading, SensorKind};
 use scent_operators::qc_flags::{QcConfig, QcFlag, QcInput, QcResult, SensorQc};
-use scent_operators::rolling_anomaly::{
-    sensor_route, RollingAnomalyConfig, RollingAnomalyDetector,
-};
+use scent_operators::rolling_anomaly::{RollingAnomalyConfig, RollingAnomalyDetector};
+use scent_operators::sensor_epochs::SensorEpochs;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::collections::HashMap;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::OkErr;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
 /// A reading whose quality flags are `suspect` or worse.
@@ -204,40 +200,18 @@ pub fn sensor_stage<'scope>(
     cycles: CycleConfig,
     quality: QcConfig,
 ) -> SensorStage<'scope> {
-    let route = Exchange::new(|reading: &Reading| sensor_route(&reading.line, &reading.sensor));
+    let mut kernel = SensorKernels::new(anomaly, cycles, quality);
+    let (mut anomalies, mut completed, mut flagged) = (Vec::new(), Vec::new(), Vec::new());
     let output: StreamVec<'scope, Epoch, SensorOutput> =
-        readings.unary_frontier(route, "SensorStage", move |_capability, _info| {
-            let mut kernel = SensorKernels::new(anomaly, cycles, quality);
-            let mut pending = BTreeMap::new();
-            let (mut anomalies, mut completed, mut flagged) = (Vec::new(), Vec::new(), Vec::new());
-            move |(input, frontier), output| {
-                input.for_each_stamp(|capability, data| {
-                    if let Some(capability) = capability.retain_least(output.output_index()) {
-                        let (_, stash) = pending
-                            .entry(*capability.time())
-                            .or_insert_with(|| (capability, Vec::<Reading>::new()));
-                        for batch in data {
-                            stash.append(batch);
-                        }
-                    }
-                });
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let (capability, mut readings) = entry.remove();
-                    kernel.process(&mut readings, &mut anomalies, &mut completed, &mut flagged);
-                    if !anomalies.is_empty() || !completed.is_empty() || !flagged.is_empty() {
-                        output.session(&capability).give_iterator(
-                            anomalies
-                                .drain(..)
-                                .map(SensorOutput::Anomaly)
-                                .chain(completed.drain(..).map(SensorOutput::Cycle))
-                                .chain(flagged.drain(..).map(SensorOutput::Flagged)),
-                        );
-                    }
-                }
-            }
+        readings.sensor_epochs("SensorStage", move |readings, output| {
+            kernel.process(readings, &mut anomalies, &mut completed, &mut flagged);
+            output.extend(
+                anomalies
+                    .drain(..)
+                    .map(SensorOutput::Anomaly)
+                    .chain(completed.drain(..).map(SensorOutput::Cycle))
+                    .chain(flagged.drain(..).map(SensorOutput::Flagged)),
+            );
         });
     let (anomalies, rest): (_, StreamVec<'scope, Epoch, SensorOutput>) =
         output.ok_err(|item| match item {

@@ -34,6 +34,7 @@
 //! | [`spc`] | univariate control charts per channel: Shewhart with Western Electric rules, EWMA, CUSUM, windowed z-score |
 //! | [`multivariate`] | streaming T², SPE and combined-index monitor: dynamic PCA, EWMA, empirical limits, alarms with contributors |
 //! | [`univariate_detector`] | streaming univariate anomaly score: range novelty, calm-gated sequence novelty, rest after alerts (NAB) |
+//! | [`sensor_epochs`] | the shared shape of per-sensor operators: route by sensor, hand over complete epochs |
 //! | **decisions and output** | |
 //! | [`batch_verdict`] | release or hold each batch when it ends, with reasons |
 //! | [`source_progress`] | where sources stood when their clocks moved; exact replay |
@@ -54,6 +55,7 @@ pub mod multivariate;
 pub mod pca;
 pub mod qc_flags;
 pub mod rolling_anomaly;
+pub mod sensor_epochs;
 pub mod sniff_features;
 pub mod source_progress;
 pub mod spc;

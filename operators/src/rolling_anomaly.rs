@@ -28,10 +28,9 @@
 
 use crate::event_clock::Epoch;
 use crate::model::{Anomaly, AnomalyRule, Reading};
+use crate::sensor_epochs::SensorEpochs;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
+use std::collections::{HashMap, VecDeque};
 use timely::dataflow::StreamVec;
 
 /// Parameters of the rolling detectors.
@@ -386,35 +385,9 @@ pub trait RollingAnomalies<'scope> {
 
 impl<'scope> RollingAnomalies<'scope> for StreamVec<'scope, Epoch, Reading> {
     fn rolling_anomalies(self, config: RollingAnomalyConfig) -> StreamVec<'scope, Epoch, Anomaly> {
-        let route = Exchange::new(|reading: &Reading| sensor_route(&reading.line, &reading.sensor));
-        self.unary_frontier(route, "RollingAnomalies", move |_capability, _info| {
-            let mut detector = RollingAnomalyDetector::new(config);
-            let mut pending = BTreeMap::new();
-            let mut anomalies = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|capability, data| {
-                    if let Some(capability) = capability.retain_least(output.output_index()) {
-                        let (_, stash) = pending
-                            .entry(*capability.time())
-                            .or_insert_with(|| (capability, Vec::<Reading>::new()));
-                        for batch in data {
-                            stash.append(batch);
-                        }
-                    }
-                });
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let (capability, mut readings) = entry.remove();
-                    detector.process(&mut readings, &mut anomalies);
-                    if !anomalies.is_empty() {
-                        output
-                            .session(&capability)
-                            .give_iterator(anomalies.drain(..));
-                    }
-                }
-            }
+        let mut detector = RollingAnomalyDetector::new(config);
+        self.sensor_epochs("RollingAnomalies", move |readings, anomalies| {
+            detector.process(readings, anomalies)
         })
     }
 }
