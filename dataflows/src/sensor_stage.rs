@@ -26,9 +26,8 @@ use scent_operators::exposure_cycles::{Cycle, CycleBuilder, CycleConfig};
 use scent_operators::model::{Anomaly, EventTimeMs, Reading, SensorKind};
 use scent_operators::qc_flags::{QcConfig, QcFlag, QcInput, QcResult, SensorQc};
 use scent_operators::rolling_anomaly::{RollingAnomalyConfig, RollingAnomalyDetector};
-use scent_operators::sensor_epochs::SensorEpochs;
+use scent_operators::sensor_epochs::{SensorEpochs, SensorMap};
 use serde::Serialize;
-use std::collections::HashMap;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::StreamVec;
 
@@ -109,7 +108,7 @@ pub struct SensorKernels {
     detector: RollingAnomalyDetector,
     builder: CycleBuilder,
     quality: QcConfig,
-    sensors: HashMap<String, HashMap<String, SensorQuality>>,
+    sensors: SensorMap<SensorQuality>,
 }
 
 impl SensorKernels {
@@ -119,7 +118,7 @@ impl SensorKernels {
             detector: RollingAnomalyDetector::new(anomaly),
             builder: CycleBuilder::new(cycles),
             quality,
-            sensors: HashMap::new(),
+            sensors: SensorMap::default(),
         }
     }
 
@@ -136,19 +135,7 @@ impl SensorKernels {
         // `process` sorts the readings into (line, sensor, ts, seq) order.
         self.detector.process(readings, anomalies);
         for reading in readings.drain(..) {
-            let state = match self
-                .sensors
-                .get_mut(&reading.line)
-                .and_then(|by_sensor| by_sensor.get_mut(&reading.sensor))
-            {
-                Some(state) => state,
-                None => self
-                    .sensors
-                    .entry(reading.line.clone())
-                    .or_default()
-                    .entry(reading.sensor.clone())
-                    .or_default(),
-            };
+            let state = self.sensors.entry(&reading.line, &reading.sensor);
             let input = QcInput {
                 ts_ms: reading.ts_ms,
                 seq: reading.seq,

@@ -26,8 +26,8 @@
 //! makes the output a function of the input alone.
 
 use crate::model::{EventTimeMs, Reading, SensorKind};
+use crate::sensor_epochs::SensorMap;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// Parameters of cycle formation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +151,7 @@ struct OpenCycle {
 #[derive(Debug, Clone, Default)]
 pub struct CycleBuilder {
     config: CycleConfig,
-    open: HashMap<String, HashMap<String, Option<OpenCycle>>>,
+    open: SensorMap<Option<OpenCycle>>,
     dropped: u64,
 }
 
@@ -160,7 +160,7 @@ impl CycleBuilder {
     pub fn new(config: CycleConfig) -> Self {
         CycleBuilder {
             config,
-            open: HashMap::new(),
+            open: SensorMap::default(),
             dropped: 0,
         }
     }
@@ -172,11 +172,7 @@ impl CycleBuilder {
 
     /// Arrays with an open cycle.
     pub fn arrays(&self) -> usize {
-        self.open
-            .values()
-            .flat_map(|sensors| sensors.values())
-            .filter(|open| open.is_some())
-            .count()
+        self.open.values().filter(|open| open.is_some()).count()
     }
 
     /// Adds one reading (in `(ts, seq)` order per array); appends the cycle
@@ -188,19 +184,7 @@ impl CycleBuilder {
         }
         let window = reading.ts_ms.div_euclid(self.config.cycle_ms);
         let context = reading.batch.as_ref().zip(reading.product.as_ref());
-        let slot = match self
-            .open
-            .get_mut(&reading.line)
-            .and_then(|sensors| sensors.get_mut(&reading.sensor))
-        {
-            Some(slot) => slot,
-            None => self
-                .open
-                .entry(reading.line.clone())
-                .or_default()
-                .entry(reading.sensor.clone())
-                .or_default(),
-        };
+        let slot = self.open.entry(&reading.line, &reading.sensor);
         let same = slot.as_ref().is_some_and(|open| {
             open.window == window
                 && open.sums.len() == reading.values.len()

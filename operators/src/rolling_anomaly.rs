@@ -28,7 +28,7 @@
 
 use crate::event_clock::Epoch;
 use crate::model::{Anomaly, AnomalyRule, Reading};
-use crate::sensor_epochs::SensorEpochs;
+use crate::sensor_epochs::{SensorEpochs, SensorMap};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use timely::dataflow::StreamVec;
@@ -297,7 +297,7 @@ impl SensorMonitor {
 #[derive(Debug, Clone, Default)]
 pub struct RollingAnomalyDetector {
     config: RollingAnomalyConfig,
-    monitors: HashMap<String, HashMap<String, SensorMonitor>>,
+    monitors: SensorMap<SensorMonitor>,
 }
 
 impl RollingAnomalyDetector {
@@ -305,7 +305,7 @@ impl RollingAnomalyDetector {
     pub fn new(config: RollingAnomalyConfig) -> Self {
         RollingAnomalyDetector {
             config,
-            monitors: HashMap::new(),
+            monitors: SensorMap::default(),
         }
     }
 
@@ -316,26 +316,14 @@ impl RollingAnomalyDetector {
         // every field, so even exact ties are broken by content.
         readings.sort();
         for reading in readings.iter() {
-            let monitor = match self
-                .monitors
-                .get_mut(&reading.line)
-                .and_then(|sensors| sensors.get_mut(&reading.sensor))
-            {
-                Some(monitor) => monitor,
-                None => self
-                    .monitors
-                    .entry(reading.line.clone())
-                    .or_default()
-                    .entry(reading.sensor.clone())
-                    .or_default(),
-            };
+            let monitor = self.monitors.entry(&reading.line, &reading.sensor);
             monitor.observe(reading, &self.config, anomalies);
         }
     }
 
     /// Number of sensors with state.
     pub fn sensors(&self) -> usize {
-        self.monitors.values().map(HashMap::len).sum()
+        self.monitors.len()
     }
 }
 
