@@ -269,6 +269,11 @@ fn check_identifier(key: &str, value: &str) -> Result<(), SimError> {
 ///
 /// In TOML: `events = "none"`, `[events.auto] batch_fraction = 0.25`, or
 /// `[[events.explicit]] class = "stuck" line = "L2" batch = 5`.
+///
+/// Sensor drifts are part of the plan too: [`AutoEvents::drifting_sensors`]
+/// arrays drift in an automatic plan, exactly the listed
+/// [`EventClass::SensorDrift`] events in an explicit one, none with
+/// [`EventPlan::None`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventPlan {
@@ -304,6 +309,23 @@ impl EventPlan {
                         "must name at least one class".into(),
                     ));
                 }
+                if auto.classes.contains(&EventClass::SensorDrift) {
+                    return Err(SimError::config(
+                        "events.auto.classes",
+                        "must not list `sensor_drift` (persistent drifts are placed by \
+                         events.auto.drifting_sensors)"
+                            .into(),
+                    ));
+                }
+                if auto.drifting_sensors > MAX_DRIFTING_SENSORS {
+                    return Err(SimError::config(
+                        "events.auto.drifting_sensors",
+                        format!(
+                            "must be at most {MAX_DRIFTING_SENSORS}, got {}",
+                            auto.drifting_sensors
+                        ),
+                    ));
+                }
                 Ok(())
             }
         }
@@ -318,13 +340,23 @@ impl EventPlan {
 /// gets one event (a per-line phase offset spreads events across lines);
 /// the k-th event of line `l` has class `classes[(k + l) % classes.len()]`,
 /// so every line cycles through every class.
+///
+/// Independently of the batch events, `drifting_sensors` e-nose arrays get
+/// a persistent [`EventClass::SensorDrift`]: drifts are drawn from a
+/// generator of their own, so changing their number moves no other event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AutoEvents {
     /// Fraction of eligible batches that get an event (0..=1).
     pub batch_fraction: f64,
-    /// Classes to cycle through.
+    /// Classes to cycle through (not `sensor_drift`, which is placed by
+    /// `drifting_sensors`).
     pub classes: Vec<EventClass>,
+    /// Distinct e-nose arrays whose clean-air baseline starts drifting at a
+    /// seeded time in the first third of the run and drifts to its end,
+    /// spread over the lines in a seeded order (at most 1000; capped at
+    /// the number of arrays of the plant).
+    pub drifting_sensors: usize,
 }
 
 impl Default for AutoEvents {
@@ -332,9 +364,13 @@ impl Default for AutoEvents {
         AutoEvents {
             batch_fraction: 0.25,
             classes: EventClass::ALL.to_vec(),
+            drifting_sensors: 1,
         }
     }
 }
+
+/// Most persistent sensor drifts an automatic plan may ask for.
+const MAX_DRIFTING_SENSORS: usize = 1_000;
 
 /// The classes of scheduled events (see the module docs of [`super`] for
 /// their physics and expected decisions).
@@ -351,10 +387,15 @@ pub enum EventClass {
     Dropout,
     /// The process temperature of a line drifts slowly.
     ProcessDrift,
+    /// The clean-air baseline of one e-nose array drifts upwards from a
+    /// start time to the end of the run (it needs calibration). Placed by
+    /// [`AutoEvents::drifting_sensors`] or explicitly, never cycled.
+    SensorDrift,
 }
 
 impl EventClass {
-    /// Every class, in the default cycling order.
+    /// Every class cycled through by automatic plans, in the default
+    /// cycling order ([`EventClass::SensorDrift`] is placed apart).
     pub const ALL: [EventClass; 5] = [
         EventClass::Contamination,
         EventClass::Stuck,
@@ -376,19 +417,26 @@ pub struct EventSpec {
     /// The batch, numbered from 1 within its line (`B-L2-0005` is 5).
     pub batch: u32,
     /// For sensor faults: the sensor, e.g. `enose-1`; for a process drift
-    /// it must be the temperature sensor. Ignored for contamination.
+    /// it must be the temperature sensor; for a sensor drift an e-nose
+    /// array (required). Ignored for contamination.
     #[serde(default)]
     pub sensor: Option<String>,
     /// For contamination: the contaminant (`ethanol`, `mould`, `solvent`).
     #[serde(default)]
     pub contaminant: Option<String>,
-    /// Start of the event after the batch start, in milliseconds.
+    /// Start of the event after the batch start, in milliseconds (for a
+    /// sensor drift: inside the batch, `0..batch_duration_ms`).
     #[serde(default)]
     pub start_offset_ms: Option<i64>,
     /// Length of the event, in milliseconds (for a process drift it runs to
-    /// one minute before the batch end and this is ignored).
+    /// one minute before the batch end, and a sensor drift runs to the end
+    /// of the run: ignored for both).
     #[serde(default)]
     pub duration_ms: Option<i64>,
+    /// For a sensor drift: the baseline's rise in percent of the baseline
+    /// per hour, in `0 < rate <= 100` (drawn in 0.6..1.2 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_pct_per_hour: Option<f64>,
 }
 
 #[cfg(test)]

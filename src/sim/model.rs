@@ -12,9 +12,11 @@ use super::physics::{
     TAG_NOISE,
 };
 use super::physics::{Conditions, Contaminant, LineClimate};
-use super::schedule::{contaminant_library, schedule_events, Effect, Emission, Grid, LineModel};
+use super::schedule::{
+    contaminant_library, schedule_auto_drifts, schedule_events, Effect, Emission, Grid, LineModel,
+};
 use super::truth::{GroundTruth, MalformedTruth};
-use super::{SimConfig, SimError};
+use super::{EventPlan, SimConfig, SimError};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scent_operators::model::{Reading, RejectReason, SensorKind};
@@ -56,21 +58,26 @@ impl Model {
             .map(|(index, name)| ProductModel::new(config.seed, index, name, channels))
             .collect();
         let contaminants = contaminant_library(config.seed, channels);
-        let lines = (0..config.lines)
+        let mut lines = (0..config.lines)
             .map(|index| build_line(&config, index, &grid, &products))
             .collect::<Result<Vec<_>, _>>()?;
+        if let EventPlan::Auto(auto) = &config.events {
+            schedule_auto_drifts(config.seed, auto.drifting_sensors, &mut lines, &grid);
+        }
         let mut noise_key = [0u8; 32];
         ChaCha8Rng::seed_from_u64(derive_seed(config.seed, TAG_NOISE)).fill_bytes(&mut noise_key);
 
         let mut truth = GroundTruth::default();
         for line in &lines {
-            let (events, batches) = line.truth(&products);
-            truth.events.extend(events);
-            truth.batches.extend(batches);
+            let line_truth = line.truth(&products, &grid);
+            truth.events.extend(line_truth.events);
+            truth.batches.extend(line_truth.batches);
+            truth.maintenance.extend(line_truth.maintenance);
         }
-        // Stable sorts: ties keep line order.
+        // Stable sorts: ties keep line order (and sensor order within a line).
         truth.events.sort_by_key(|event| event.start_ms);
         truth.batches.sort_by_key(|batch| batch.start_ms);
+        truth.maintenance.sort_by_key(|item| item.due_ms);
 
         let mut model = Model {
             malformed_slots: vec![Vec::new(); lines.len()],
@@ -118,8 +125,18 @@ impl Model {
         let sensor = &line.sensors[sensor_index];
         out.clear();
         if sensor.kind == SensorKind::Enose {
-            let hours = (self.grid.ts(step, 0) - self.grid.start_ms) as f64 / 3_600_000.0;
-            enose_values(sensor, conditions, hours, &self.contaminants, rng, out);
+            let grid_ts = self.grid.ts(step, 0);
+            let hours = (grid_ts - self.grid.start_ms) as f64 / 3_600_000.0;
+            let drift = line.sensor_drift(sensor_index, grid_ts);
+            enose_values(
+                sensor,
+                conditions,
+                hours,
+                drift,
+                &self.contaminants,
+                rng,
+                out,
+            );
         } else {
             out.push(scalar_value(sensor.kind, conditions, &line.climate, rng));
         }
@@ -347,7 +364,8 @@ fn build_line(
         batches,
         lifecycle,
         events: Vec::new(),
+        drifts: Vec::new(),
     };
-    line.events = schedule_events(config, index, &line, grid)?;
+    (line.events, line.drifts) = schedule_events(config, index, &line, grid)?;
     Ok(line)
 }

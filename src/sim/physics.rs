@@ -22,6 +22,7 @@ pub(crate) const TAG_LINE: u64 = u64::from_le_bytes(*b"line\0\0\0\0");
 pub(crate) const TAG_SCHEDULE: u64 = u64::from_le_bytes(*b"schedule");
 pub(crate) const TAG_PRODUCT: u64 = u64::from_le_bytes(*b"product\0");
 pub(crate) const TAG_CONTAMINANT: u64 = u64::from_le_bytes(*b"contamin");
+pub(crate) const TAG_SENSOR_DRIFT: u64 = u64::from_le_bytes(*b"sensdrft");
 
 /// Relative noise of an e-nose channel (σ = 0.5 % of the level).
 pub(crate) const ENOSE_NOISE_RELATIVE: f64 = 0.005;
@@ -40,6 +41,13 @@ pub(crate) const WANDER_AMPLITUDE_C: f64 = 0.3;
 pub(crate) const WANDER_PERIOD_MS: f64 = 1_200_000.0;
 /// Peak offset of a process drift.
 pub(crate) const DRIFT_PEAK_C: f64 = 0.8;
+/// Range of a sensor drift's rate, in percent of the baseline per hour
+/// (faster drifts make the moving-window fingerprint flag clean batches on
+/// the drifting array some hours in; see the module docs of [`super`]).
+pub(crate) const SENSOR_DRIFT_RATE_PCT_PER_HOUR: std::ops::Range<f64> = 0.6..1.2;
+/// Accumulated sensor drift, in percent of the baseline, at which a
+/// calibration becomes due.
+pub(crate) const CALIBRATION_DUE_PCT: f64 = 1.0;
 /// Onset (and offset) ramp of a contamination.
 pub(crate) const CONTAMINATION_RAMP_MS: f64 = 2_000.0;
 /// The contaminant library.
@@ -332,6 +340,16 @@ pub(crate) fn drift_offset(ts_ms: i64, start_ms: i64, end_ms: i64) -> f64 {
     DRIFT_PEAK_C * (1.0 - from_middle.abs() / half)
 }
 
+/// Accumulated baseline drift, as a fraction of the baseline, of an array
+/// drifting by `rate_pct_per_hour` since `start_ms`: 0 before the start,
+/// then linear in the time since.
+pub(crate) fn sensor_drift_fraction(ts_ms: i64, start_ms: i64, rate_pct_per_hour: f64) -> f64 {
+    if ts_ms <= start_ms {
+        return 0.0;
+    }
+    rate_pct_per_hour / 100.0 * (ts_ms - start_ms) as f64 / 3_600_000.0
+}
+
 /// Contamination intensity in `[start, end)`: ramps of
 /// [`CONTAMINATION_RAMP_MS`] at both ends, 1 in between.
 pub(crate) fn contamination_ramp(ts_ms: i64, start_ms: i64, end_ms: i64) -> f64 {
@@ -400,11 +418,14 @@ fn round_half_even(x: f64) -> f64 {
 /// [`finish`].
 ///
 /// `x_c = L_c · (1 + m·w_c·r(t)) · (1 + 0.005·ε_c)` with
-/// `L_c = (b_c·(1 + d_c·h) + Σ_p a_p(t)·R_{p,c}) · (1 + α_c·(T - 90) + β_c·(H - 45))`.
+/// `L_c = (b_c·(1 + d_c·h + s) + Σ_p a_p(t)·R_{p,c}) · (1 + α_c·(T - 90) + β_c·(H - 45))`,
+/// where `s` is the array's `sensor_drift`: its accumulated baseline drift
+/// as a fraction of the baseline (0 unless a sensor drift is under way).
 pub(crate) fn enose_values(
     sensor: &SensorModel,
     conditions: &Conditions,
     hours: f64,
+    sensor_drift: f64,
     contaminants: &[Contaminant],
     rng: &mut ChaCha8Rng,
     out: &mut Vec<f64>,
@@ -415,7 +436,7 @@ pub(crate) fn enose_values(
         .contamination
         .and_then(|(index, intensity)| Some((contaminants.get(index)?, intensity)));
     for (channel, model) in sensor.channels.iter().enumerate() {
-        let mut level = model.baseline * (1.0 + model.drift_per_hour * hours);
+        let mut level = model.baseline * (1.0 + model.drift_per_hour * hours + sensor_drift);
         for (product, exposure) in conditions.aroma.iter().flatten() {
             level += exposure * sensor.responses[*product][channel];
         }

@@ -6,12 +6,17 @@
 
 use super::config::{EventClass, EventPlan, EventSpec, SimConfig};
 use super::physics::{
-    aroma_decay, aroma_rise, contamination_ramp, drift_offset, noise_sigma, rng_for, wander,
-    Conditions, Contaminant, LineClimate, ProductModel, SensorModel, CONTAMINANTS, TAG_SCHEDULE,
-    TEMPERATURE_TAU_MS,
+    aroma_decay, aroma_rise, contamination_ramp, drift_offset, noise_sigma, rng_for,
+    sensor_drift_fraction, wander, Conditions, Contaminant, LineClimate, ProductModel, SensorModel,
+    CALIBRATION_DUE_PCT, CONTAMINANTS, SENSOR_DRIFT_RATE_PCT_PER_HOUR, TAG_SCHEDULE,
+    TAG_SENSOR_DRIFT, TEMPERATURE_TAU_MS,
 };
-use super::truth::{BatchTruth, EventKind, ExpectedReason, FaultMode, LabelledEvent};
+use super::truth::{
+    BatchTruth, EventKind, ExpectedMaintenance, ExpectedReason, FaultMode, LabelledEvent,
+    MaintenanceKind,
+};
 use super::SimError;
+use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use scent_operators::model::{AnomalyRule, BatchEvent, BatchPhase, Decision, SensorKind};
@@ -118,6 +123,27 @@ pub(crate) struct ScheduledEvent {
     pub effect: Effect,
 }
 
+/// A persistent drift of one e-nose array's clean-air baseline, from
+/// `start_ms` to the end of the run.
+#[derive(Debug, Clone)]
+pub(crate) struct SensorDrift {
+    pub id: String,
+    pub sensor: usize,
+    pub start_ms: i64,
+    /// Rise of the baseline, in percent of the baseline per hour.
+    pub rate_pct_per_hour: f64,
+    /// Index into the line's batches: the batch the drift starts in, or the
+    /// first one after its start.
+    pub batch: usize,
+}
+
+/// The ground truth of one line.
+pub(crate) struct LineTruth {
+    pub events: Vec<LabelledEvent>,
+    pub batches: Vec<BatchTruth>,
+    pub maintenance: Vec<ExpectedMaintenance>,
+}
+
 /// Everything known about one line before generation.
 #[derive(Debug, Clone)]
 pub(crate) struct LineModel {
@@ -133,6 +159,9 @@ pub(crate) struct LineModel {
     pub lifecycle: Vec<BatchEvent>,
     /// Non-overlapping events, by start time.
     pub events: Vec<ScheduledEvent>,
+    /// Persistent sensor drifts, at most one per array, by start time; they
+    /// overlap each other and the events.
+    pub drifts: Vec<SensorDrift>,
 }
 
 /// How a sensor behaves at an instant.
@@ -221,6 +250,38 @@ impl LineModel {
         }
     }
 
+    /// Accumulated baseline drift of `sensor` at `ts`, as a fraction of its
+    /// baseline (0 for a sensor that does not drift).
+    pub fn sensor_drift(&self, sensor: usize, ts: i64) -> f64 {
+        self.drifts
+            .iter()
+            .filter(|drift| drift.sensor == sensor)
+            .map(|drift| sensor_drift_fraction(ts, drift.start_ms, drift.rate_pct_per_hour))
+            .sum()
+    }
+
+    /// Whether the line has another sensor of the kind of `sensor`, which
+    /// keeps the product monitored while `sensor` is faulty.
+    fn has_sibling(&self, sensor: usize) -> bool {
+        let kind = self.sensors[sensor].kind;
+        self.sensors
+            .iter()
+            .enumerate()
+            .any(|(index, other)| index != sensor && other.kind == kind)
+    }
+
+    /// The maintenance window for something due at `due_ms`: the first gap
+    /// between batches (changeover, or before the first or after the last
+    /// batch) that ends after `due_ms`, from the later of its start and
+    /// `due_ms`.
+    fn maintenance_window(&self, due_ms: i64, grid: &Grid) -> Option<(i64, i64)> {
+        let starts = self.batches.iter().map(|batch| batch.start_ms);
+        let ends = std::iter::once(grid.start_ms).chain(self.batches.iter().map(|b| b.end_ms));
+        ends.zip(starts.chain(std::iter::once(grid.end_ms)))
+            .find(|&(start, end)| start < end && due_ms < end)
+            .map(|(start, end)| (start.max(due_ms), end))
+    }
+
     /// Samples of `sensor` before `step` lost to dropouts.
     pub fn dropped_before(&self, sensor: usize, step: u64, grid: &Grid) -> u64 {
         let jitter = self.sensors[sensor].jitter_ms;
@@ -306,10 +367,11 @@ impl LineModel {
         }
     }
 
-    /// Labels and expected decisions of the line, from its schedule.
-    pub fn truth(&self, products: &[ProductModel]) -> (Vec<LabelledEvent>, Vec<BatchTruth>) {
+    /// Labels, expected decisions and expected maintenance of the line,
+    /// from its schedule (see the table in [`super::truth`]).
+    pub fn truth(&self, products: &[ProductModel], grid: &Grid) -> LineTruth {
         let sensor_name = |index: usize| self.sensors[index].name.clone();
-        let labels = self
+        let mut events: Vec<LabelledEvent> = self
             .events
             .iter()
             .map(|event| {
@@ -336,21 +398,46 @@ impl LineModel {
                     start_ms: event.start_ms,
                     end_ms: event.end_ms,
                     batch: self.batches[event.batch].id.clone(),
+                    rate_pct_per_hour: None,
                 }
             })
             .collect();
+        events.extend(self.drifts.iter().map(|drift| LabelledEvent {
+            id: drift.id.clone(),
+            kind: EventKind::SensorDrift,
+            mode: None,
+            line: self.name.clone(),
+            sensor: Some(sensor_name(drift.sensor)),
+            contaminant: None,
+            start_ms: drift.start_ms,
+            end_ms: grid.end_ms,
+            batch: self.batches[drift.batch].id.clone(),
+            rate_pct_per_hour: Some(drift.rate_pct_per_hour),
+        }));
+        events.sort_by_key(|event| event.start_ms);
+
         let batches = self
             .batches
             .iter()
             .enumerate()
             .map(|(index, batch)| {
-                let events: Vec<&ScheduledEvent> = self
+                let mut ids: Vec<(i64, String)> = self
                     .events
                     .iter()
                     .filter(|event| event.batch == index)
+                    .map(|event| (event.start_ms, event.id.clone()))
+                    .chain(
+                        self.drifts
+                            .iter()
+                            .filter(|drift| drift.batch == index)
+                            .map(|drift| (drift.start_ms, drift.id.clone())),
+                    )
                     .collect();
-                let mut reasons: Vec<ExpectedReason> = events
+                ids.sort();
+                let mut reasons: Vec<ExpectedReason> = self
+                    .events
                     .iter()
+                    .filter(|event| event.batch == index)
                     .flat_map(|event| self.expected_reasons(&event.effect))
                     .collect();
                 reasons.sort();
@@ -361,7 +448,7 @@ impl LineModel {
                     product: products[batch.product].name.clone(),
                     start_ms: batch.start_ms,
                     end_ms: batch.end_ms,
-                    events: events.iter().map(|event| event.id.clone()).collect(),
+                    events: ids.into_iter().map(|(_, id)| id).collect(),
                     expected_decision: if reasons.is_empty() {
                         Decision::Release
                     } else {
@@ -371,9 +458,49 @@ impl LineModel {
                 }
             })
             .collect();
-        (labels, batches)
+
+        let faults = self.events.iter().filter_map(|event| {
+            let kind = match event.effect {
+                Effect::Stuck { .. } | Effect::Dropout { .. } => MaintenanceKind::Repair,
+                Effect::Spike { .. } => MaintenanceKind::Inspect,
+                Effect::Contamination { .. } | Effect::Drift { .. } => return None,
+            };
+            Some((event.effect.sensor()?, kind, &event.id, event.start_ms))
+        });
+        let calibrations = self.drifts.iter().map(|drift| {
+            let due_hours = CALIBRATION_DUE_PCT / drift.rate_pct_per_hour;
+            let due_ms = drift.start_ms + (due_hours * 3_600_000.0).round() as i64;
+            (drift.sensor, MaintenanceKind::Calibrate, &drift.id, due_ms)
+        });
+        let mut maintenance: Vec<(usize, ExpectedMaintenance)> = faults
+            .chain(calibrations)
+            .map(|(sensor, kind, event, due_ms)| {
+                let window = self.maintenance_window(due_ms, grid);
+                (
+                    sensor,
+                    ExpectedMaintenance {
+                        line: self.name.clone(),
+                        sensor: sensor_name(sensor),
+                        kind,
+                        event: event.clone(),
+                        due_ms,
+                        window_start_ms: window.map(|(start, _)| start),
+                        window_end_ms: window.map(|(_, end)| end),
+                    },
+                )
+            })
+            .collect();
+        maintenance.sort_by_key(|(sensor, item)| (item.due_ms, *sensor));
+        LineTruth {
+            events,
+            batches,
+            maintenance: maintenance.into_iter().map(|(_, item)| item).collect(),
+        }
     }
 
+    /// The reasons the decision layer should hold a batch for because of
+    /// `effect`: none for instrument findings while a sibling sensor keeps
+    /// the product monitored, nor for spikes or a process drift.
     fn expected_reasons(&self, effect: &Effect) -> Vec<ExpectedReason> {
         let reason = |sensor: usize, rule| ExpectedReason {
             sensor: self.sensors[sensor].name.clone(),
@@ -387,10 +514,16 @@ impl LineModel {
                 .filter(|(_, sensor)| sensor.kind == SensorKind::Enose)
                 .map(|(index, _)| reason(index, AnomalyRule::ZScore))
                 .collect(),
-            Effect::Stuck { sensor } => vec![reason(*sensor, AnomalyRule::FlatLine)],
-            Effect::Spike { sensor, .. } => vec![reason(*sensor, AnomalyRule::ZScore)],
-            Effect::Dropout { sensor } => vec![reason(*sensor, AnomalyRule::Gap)],
-            Effect::Drift { .. } => Vec::new(),
+            Effect::Stuck { sensor } if !self.has_sibling(*sensor) => {
+                vec![reason(*sensor, AnomalyRule::FlatLine)]
+            }
+            Effect::Dropout { sensor } if !self.has_sibling(*sensor) => {
+                vec![reason(*sensor, AnomalyRule::Gap)]
+            }
+            Effect::Stuck { .. }
+            | Effect::Dropout { .. }
+            | Effect::Spike { .. }
+            | Effect::Drift { .. } => Vec::new(),
         }
     }
 }
@@ -404,16 +537,19 @@ struct Draft {
     duration_ms: Option<i64>,
 }
 
-/// Places the events of one line. Auto events that do not fit their batch
-/// are skipped; explicit ones that do not fit are errors.
+/// Places the events of one line, and its explicit sensor drifts. Auto
+/// events that do not fit their batch are skipped; explicit ones that do
+/// not fit are errors. Automatic sensor drifts are placed over the whole
+/// plant by [`schedule_auto_drifts`].
 pub(crate) fn schedule_events(
     config: &SimConfig,
     line_index: usize,
     line: &LineModel,
     grid: &Grid,
-) -> Result<Vec<ScheduledEvent>, SimError> {
+) -> Result<(Vec<ScheduledEvent>, Vec<SensorDrift>), SimError> {
     let mut rng = rng_for(config.seed, TAG_SCHEDULE, line_index as u64);
     let mut events = Vec::new();
+    let mut drifts: Vec<SensorDrift> = Vec::new();
     match &config.events {
         EventPlan::None => {}
         EventPlan::Auto(auto) => {
@@ -443,12 +579,27 @@ pub(crate) fn schedule_events(
             }
         }
         EventPlan::Explicit(specs) => {
+            // Drifts draw from their own generator, so that adding one moves
+            // no other event.
+            let mut drift_rng = rng_for(config.seed, TAG_SENSOR_DRIFT, 1 + line_index as u64);
             let mut placed = Vec::new();
             for (index, spec) in specs.iter().enumerate() {
                 if spec.line != line.name {
                     continue;
                 }
                 let bad = |problem: String| SimError::Event { index, problem };
+                if spec.class == EventClass::SensorDrift {
+                    let id = format!("SD-{}-{:04}", line.name, drifts.len() + 1);
+                    let drift = resolve_drift(spec, id, line, &mut drift_rng).map_err(bad)?;
+                    if drifts.iter().any(|other| other.sensor == drift.sensor) {
+                        return Err(bad(format!(
+                            "`sensor`: {}/{} already drifts; an array has one drift at most",
+                            line.name, line.sensors[drift.sensor].name
+                        )));
+                    }
+                    drifts.push(drift);
+                    continue;
+                }
                 let (batch, draft) = resolve(spec, line).map_err(bad)?;
                 let id = format!("EV-{}-{:04}", line.name, placed.len() + 1);
                 let event =
@@ -469,24 +620,150 @@ pub(crate) fn schedule_events(
                 }
             }
             events = placed.into_iter().map(|(_, event)| event).collect();
+            drifts.sort_by_key(|drift| drift.start_ms);
         }
     }
-    Ok(events)
+    Ok((events, drifts))
 }
 
-/// Checks an explicit event against the line and turns it into a draft.
-fn resolve(spec: &EventSpec, line: &LineModel) -> Result<(usize, Draft), String> {
-    let batch = (spec.batch as usize)
+/// Checks an explicit sensor drift against the line and places it. The
+/// start (when `start_offset_ms` is absent) and the rate (when
+/// `rate_pct_per_hour` is absent) are drawn either way, so that overrides
+/// do not move later drifts.
+fn resolve_drift(
+    spec: &EventSpec,
+    id: String,
+    line: &LineModel,
+    rng: &mut ChaCha8Rng,
+) -> Result<SensorDrift, String> {
+    let position = rng.random::<f64>();
+    let rate_draw = round_rate(rng.random_range(SENSOR_DRIFT_RATE_PCT_PER_HOUR));
+    let batch = batch_index(spec, line)?;
+    let name = spec.sensor.as_deref().ok_or_else(|| {
+        "`sensor` is required for a sensor drift: name an e-nose array, e.g. \"enose-1\"".to_owned()
+    })?;
+    let sensor = line
+        .sensors
+        .iter()
+        .position(|sensor| sensor.name == name)
+        .ok_or_else(|| format!("`sensor`: line {} has no sensor {name:?}", line.name))?;
+    if line.sensors[sensor].kind != SensorKind::Enose {
+        return Err(format!(
+            "`sensor`: a sensor drift needs an e-nose array, {name:?} is a {} sensor",
+            line.sensors[sensor].kind
+        ));
+    }
+    if spec.contaminant.is_some() {
+        return Err("`contaminant` does not apply to a sensor drift".into());
+    }
+    let span = &line.batches[batch];
+    let length = span.end_ms - span.start_ms;
+    let offset = spec
+        .start_offset_ms
+        .unwrap_or((position * length as f64) as i64);
+    if !(0..length).contains(&offset) {
+        return Err(format!(
+            "`start_offset_ms` must lie in 0..{length} (the drift starts inside batch {}), got {offset}",
+            span.id
+        ));
+    }
+    let rate_pct_per_hour = spec.rate_pct_per_hour.unwrap_or(rate_draw);
+    if !(rate_pct_per_hour.is_finite() && rate_pct_per_hour > 0.0 && rate_pct_per_hour <= 100.0) {
+        return Err(format!(
+            "`rate_pct_per_hour` must lie in 0 < rate <= 100, got {rate_pct_per_hour}"
+        ));
+    }
+    Ok(SensorDrift {
+        id,
+        sensor,
+        start_ms: span.start_ms + offset,
+        rate_pct_per_hour,
+        batch,
+    })
+}
+
+/// A drawn drift rate rounded to 0.001 %/h: short decimals survive a JSON
+/// round trip of the ground truth exactly.
+fn round_rate(rate_pct_per_hour: f64) -> f64 {
+    (rate_pct_per_hour * 1_000.0).round() / 1_000.0
+}
+
+/// Places the automatic sensor drifts of the plant: `count` distinct
+/// e-nose arrays (capped at the number of arrays), the `i`-th on line
+/// `order[i % lines]` of a seeded permutation of the lines (so drifts
+/// spread over the lines) and on a random array of it that does not drift
+/// yet, starting at a uniform time in the first third of the run, at a
+/// rate uniform in [`SENSOR_DRIFT_RATE_PCT_PER_HOUR`]. A drift with no
+/// batch ending after its start is not placed (its label needs a batch).
+/// Ids are `SD-<line>-<nnnn>`, numbered by start time within the line.
+pub(crate) fn schedule_auto_drifts(seed: u64, count: usize, lines: &mut [LineModel], grid: &Grid) {
+    let mut rng = rng_for(seed, TAG_SENSOR_DRIFT, 0);
+    let arrays: Vec<Vec<usize>> = lines
+        .iter()
+        .map(|line| {
+            (0..line.sensors.len())
+                .filter(|&sensor| line.sensors[sensor].kind == SensorKind::Enose)
+                .collect()
+        })
+        .collect();
+    let total: usize = arrays.iter().map(Vec::len).sum();
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.shuffle(&mut rng);
+    let mut free = arrays;
+    let first_third = (grid.end_ms - grid.start_ms) / 3;
+    for drift in 0..count.min(total) {
+        // Lines in the seeded order, skipping those with no free array.
+        let line = (0..lines.len())
+            .map(|turn| order[(drift + turn) % lines.len()])
+            .find(|&line| !free[line].is_empty())
+            .expect("fewer drifts than arrays");
+        let pick = rng.random_range(0..free[line].len());
+        let sensor = free[line].remove(pick);
+        let start_ms = grid.start_ms + rng.random_range(0..=first_third);
+        let rate_pct_per_hour = round_rate(rng.random_range(SENSOR_DRIFT_RATE_PCT_PER_HOUR));
+        let model = &mut lines[line];
+        let Some(batch) = model
+            .batches
+            .iter()
+            .position(|batch| batch.end_ms > start_ms)
+        else {
+            continue;
+        };
+        model.drifts.push(SensorDrift {
+            id: String::new(),
+            sensor,
+            start_ms,
+            rate_pct_per_hour,
+            batch,
+        });
+    }
+    for line in lines.iter_mut() {
+        line.drifts
+            .sort_by_key(|drift| (drift.start_ms, drift.sensor));
+        for (number, drift) in line.drifts.iter_mut().enumerate() {
+            drift.id = format!("SD-{}-{:04}", line.name, number + 1);
+        }
+    }
+}
+
+/// The index of the explicit event's batch in the line.
+fn batch_index(spec: &EventSpec, line: &LineModel) -> Result<usize, String> {
+    (spec.batch as usize)
         .checked_sub(1)
         .filter(|&index| index < line.batches.len())
         .ok_or_else(|| {
             format!(
-                "line {} has complete batches 1..={}, not {}",
+                "`batch`: line {} has complete batches 1..={}, not {}",
                 line.name,
                 line.batches.len(),
                 spec.batch
             )
-        })?;
+        })
+}
+
+/// Checks an explicit event against the line and turns it into a draft.
+fn resolve(spec: &EventSpec, line: &LineModel) -> Result<(usize, Draft), String> {
+    let batch = batch_index(spec, line)?;
     let sensor = match &spec.sensor {
         Some(name) if spec.class != EventClass::Contamination => Some(
             line.sensors
@@ -576,6 +853,9 @@ fn place(
                 rng.random_range(30_000..=60_000),
                 Effect::Dropout { sensor },
             )
+        }
+        EventClass::SensorDrift => {
+            return Err("a sensor drift is not a batch event".into());
         }
         EventClass::ProcessDrift => {
             let temperature = line

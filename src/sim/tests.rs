@@ -4,8 +4,8 @@
 
 use super::physics::{contamination_ramp, Contaminant, ENOSE_NOISE_RELATIVE};
 use super::*;
-use scent_operators::batch_verdict::{decide, BatchEvidence, VerdictPolicy};
-use scent_operators::model::{Decision, RejectReason, SensorKind};
+use scent_operators::batch_verdict::VerdictPolicy;
+use scent_operators::model::{Anomaly, AnomalyRule, Decision, RejectReason, SensorKind};
 use scent_operators::rolling_anomaly::{RollingAnomalyConfig, SensorMonitor};
 use scent_operators::validate::{validate_reading, ValidationRules};
 use scent_operators::wire::{decode_reading, DecodeLimits};
@@ -197,15 +197,20 @@ fn events_lie_inside_batches_after_the_warm_up() {
     })
     .unwrap();
     let truth = plant.ground_truth();
+    let (drifts, events): (Vec<&LabelledEvent>, Vec<&LabelledEvent>) = truth
+        .events
+        .iter()
+        .partition(|event| event.kind == EventKind::SensorDrift);
+    assert_eq!(drifts.len(), 1, "one drifting array by default");
     let eligible = truth.batches.len() - 2 * 3;
     assert!(
-        truth.events.len() * 4 >= eligible - 12 && truth.events.len() * 4 <= eligible + 12,
+        events.len() * 4 >= eligible - 12 && events.len() * 4 <= eligible + 12,
         "{} events for {eligible} eligible batches",
-        truth.events.len()
+        events.len()
     );
     let mut per_kind: BTreeMap<(EventKind, Option<FaultMode>), usize> = BTreeMap::new();
     let mut per_line: BTreeMap<&str, usize> = BTreeMap::new();
-    for event in &truth.events {
+    for event in events {
         let batch = truth
             .batches
             .iter()
@@ -311,6 +316,7 @@ fn a_contamination_raises_its_channels_far_above_the_noise() {
         contaminant: Some("mould".into()),
         start_offset_ms: Some(200_000),
         duration_ms: Some(150_000),
+        rate_pct_per_hour: None,
     };
     let with = SimConfig {
         events: EventPlan::Explicit(vec![spec]),
@@ -366,6 +372,7 @@ fn explicit_events_are_checked_against_the_plant() {
         contaminant: None,
         start_offset_ms: Some(200_000),
         duration_ms: Some(60_000),
+        rate_pct_per_hour: None,
     };
     let plan = |specs| SimConfig {
         events: EventPlan::Explicit(specs),
@@ -390,9 +397,83 @@ fn explicit_events_are_checked_against_the_plant() {
     ));
 }
 
-/// The decisive test of the ground truth: the foundation detectors and
-/// verdict policy, run over the simulated readings, decide exactly what
-/// the ground truth expects, for every batch and every event class.
+/// The foundation detectors' anomalies on the readings of every batch.
+fn foundation_anomalies(plant: &Plant) -> BTreeMap<String, Vec<Anomaly>> {
+    let detector = RollingAnomalyConfig::default();
+    let mut monitors: BTreeMap<String, SensorMonitor> = BTreeMap::new();
+    let mut per_batch: BTreeMap<String, Vec<Anomaly>> = BTreeMap::new();
+    let mut anomalies = Vec::new();
+    for record in plant.merged_stream() {
+        if let SimRecord::Reading(reading) = record {
+            monitors
+                .entry(reading.key())
+                .or_default()
+                .observe(&reading, &detector, &mut anomalies);
+            for anomaly in anomalies.drain(..) {
+                if let Some(batch) = anomaly.batch.clone() {
+                    per_batch.entry(batch).or_default().push(anomaly);
+                }
+            }
+        }
+    }
+    per_batch
+}
+
+/// A reference reading of the foundation findings of one batch, aware of
+/// instruments. A `(sensor, rule)` counts when it fires at least the
+/// default verdict policy's minimum; of those, a flat line or gap on a
+/// sensor with a sibling of its kind on the line is a repair (the sibling
+/// keeps the product monitored), and z-score outliers that are all
+/// isolated (no two consecutive samples) are instrument spikes; the rest
+/// hold the batch.
+fn instrument_aware_reasons(
+    anomalies: &[Anomaly],
+    kinds: &BTreeMap<String, SensorKind>,
+) -> Vec<ExpectedReason> {
+    let policy = VerdictPolicy::default();
+    let mut seqs: BTreeMap<(&str, AnomalyRule), Vec<u64>> = BTreeMap::new();
+    for anomaly in anomalies {
+        seqs.entry((anomaly.sensor.as_str(), anomaly.rule))
+            .or_default()
+            .push(anomaly.seq);
+    }
+    let siblings = |sensor: &str| {
+        let kind = kinds[sensor];
+        kinds.values().filter(|other| **other == kind).count() > 1
+    };
+    seqs.into_iter()
+        .filter(|((_, rule), seqs)| {
+            let minimum = match rule {
+                AnomalyRule::ZScore => policy.min_zscore_count,
+                AnomalyRule::FlatLine => policy.min_flat_line_count,
+                AnomalyRule::Gap => policy.min_gap_count,
+                _ => 1,
+            };
+            seqs.len() as u64 >= minimum
+        })
+        .filter(|((sensor, rule), seqs)| match rule {
+            AnomalyRule::FlatLine | AnomalyRule::Gap => !siblings(sensor),
+            AnomalyRule::ZScore => {
+                let mut seqs = seqs.clone();
+                seqs.sort_unstable();
+                seqs.dedup();
+                seqs.windows(2).any(|pair| pair[1] == pair[0] + 1)
+            }
+            _ => true,
+        })
+        .map(|((sensor, rule), _)| ExpectedReason {
+            sensor: sensor.to_owned(),
+            rule,
+        })
+        .collect()
+}
+
+/// The decisive test of the ground truth: the foundation detectors, run
+/// over the simulated readings and read with the instrument-aware
+/// reference above, decide exactly what the ground truth expects for every
+/// batch and event class (the persistent sensor drift included, which must
+/// hold nothing), and find the evidence every expected repair or
+/// inspection rests on.
 #[test]
 fn the_foundation_rules_decide_what_the_ground_truth_expects() {
     let config = SimConfig {
@@ -400,6 +481,7 @@ fn the_foundation_rules_decide_what_the_ground_truth_expects() {
         duration_ms: 4 * 3_600_000,
         events: EventPlan::Auto(AutoEvents {
             batch_fraction: 0.6,
+            drifting_sensors: 2,
             ..AutoEvents::default()
         }),
         ..SimConfig::default()
@@ -411,63 +493,613 @@ fn the_foundation_rules_decide_what_the_ground_truth_expects() {
         .iter()
         .map(|event| (event.kind, event.mode))
         .collect();
-    assert_eq!(kinds.len(), 5, "every class must be exercised: {kinds:?}");
+    assert_eq!(kinds.len(), 6, "every class must be exercised: {kinds:?}");
+    assert!(truth
+        .batches
+        .iter()
+        .any(|batch| batch.expected_decision == Decision::Hold));
 
-    let detector = RollingAnomalyConfig::default();
-    let mut monitors: BTreeMap<String, SensorMonitor> = BTreeMap::new();
-    let mut evidence: BTreeMap<String, Vec<BatchEvidence>> = BTreeMap::new();
-    let mut anomalies = Vec::new();
-    for record in plant.merged_stream() {
-        match record {
-            SimRecord::Reading(reading) => {
-                monitors.entry(reading.key()).or_default().observe(
-                    &reading,
-                    &detector,
-                    &mut anomalies,
-                );
-                for anomaly in anomalies.drain(..) {
-                    if let Some(batch) = anomaly.batch.clone() {
-                        evidence
-                            .entry(batch)
-                            .or_default()
-                            .push(BatchEvidence::Anomaly(anomaly));
-                    }
-                }
-            }
-            SimRecord::Batch(event) => evidence
-                .entry(event.batch.clone())
-                .or_default()
-                .push(BatchEvidence::Lifecycle(event)),
-            SimRecord::Malformed { .. } => {}
-        }
-    }
-    let policy = VerdictPolicy::default();
+    let anomalies = foundation_anomalies(&plant);
+    let none = Vec::new();
+    let sensor_kinds: BTreeMap<String, SensorKind> = plant
+        .reading_at(0, 0, 0)
+        .into_iter()
+        .chain((1..plant.sensor_names().len()).filter_map(|s| plant.reading_at(0, s, 0)))
+        .map(|reading| (reading.sensor, reading.kind))
+        .collect();
+    assert_eq!(sensor_kinds.len(), 7);
     let mut mismatches = Vec::new();
     for batch in &truth.batches {
-        let items: Vec<&BatchEvidence> = evidence[&batch.batch].iter().collect();
-        let action = decide(&batch.line, &batch.batch, &items, &policy).unwrap();
-        let mut reasons: Vec<ExpectedReason> = action
-            .reasons
-            .iter()
-            .map(|reason| ExpectedReason {
-                sensor: reason.sensor.clone(),
-                rule: reason.rule,
-            })
-            .collect();
-        reasons.sort();
-        if action.decision != Some(batch.expected_decision) || reasons != batch.expected_reasons {
+        let found = anomalies.get(&batch.batch).unwrap_or(&none);
+        let reasons = instrument_aware_reasons(found, &sensor_kinds);
+        let decision = if reasons.is_empty() {
+            Decision::Release
+        } else {
+            Decision::Hold
+        };
+        if decision != batch.expected_decision || reasons != batch.expected_reasons {
             mismatches.push(format!(
-                "{} (events {:?}): decided {:?} {:?}, expected {:?} {:?}",
-                batch.batch,
-                batch.events,
-                action.decision,
-                reasons,
-                batch.expected_decision,
-                batch.expected_reasons
+                "{} (events {:?}): decided {decision:?} {reasons:?}, expected {:?} {:?}",
+                batch.batch, batch.events, batch.expected_decision, batch.expected_reasons
             ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+
+    // Every repair or inspection rests on a finding of the detectors on
+    // that sensor in the event's batch.
+    let events: BTreeMap<&str, &LabelledEvent> =
+        truth.events.iter().map(|e| (e.id.as_str(), e)).collect();
+    for item in &truth.maintenance {
+        let rule = match item.kind {
+            MaintenanceKind::Repair => match events[item.event.as_str()].mode {
+                Some(FaultMode::Stuck) => AnomalyRule::FlatLine,
+                _ => AnomalyRule::Gap,
+            },
+            MaintenanceKind::Inspect => AnomalyRule::ZScore,
+            MaintenanceKind::Calibrate => continue,
+        };
+        let batch = &events[item.event.as_str()].batch;
+        assert!(
+            anomalies[batch]
+                .iter()
+                .any(|a| a.sensor == item.sensor && a.rule == rule),
+            "{item:?}: no {rule} on {} in {batch}",
+            item.sensor
+        );
+    }
+}
+
+/// A plant with one explicit event per case of the decision table.
+fn table_plant(enose_per_line: usize, specs: Vec<(EventClass, &str, u32, Option<&str>)>) -> Plant {
+    let specs = specs
+        .into_iter()
+        .map(|(class, line, batch, sensor)| EventSpec {
+            class,
+            line: line.into(),
+            batch,
+            sensor: sensor.map(Into::into),
+            contaminant: None,
+            start_offset_ms: None,
+            duration_ms: None,
+            rate_pct_per_hour: None,
+        })
+        .collect();
+    Plant::new(SimConfig {
+        enose_per_line,
+        duration_ms: 3_600_000,
+        events: EventPlan::Explicit(specs),
+        ..small(13)
+    })
+    .unwrap()
+}
+
+#[test]
+fn instrument_faults_lead_to_maintenance_and_hold_only_unmonitored_batches() {
+    use EventClass::*;
+    let plant = table_plant(
+        2,
+        vec![
+            (Stuck, "L1", 2, Some("enose-1")),
+            (Dropout, "L1", 3, Some("enose-2")),
+            (Stuck, "L2", 2, Some("ph-1")),
+            (Dropout, "L2", 3, Some("temperature-1")),
+            (Spike, "L3", 2, Some("humidity-1")),
+            (Spike, "L3", 3, Some("enose-2")),
+            (Contamination, "L1", 4, None),
+            (ProcessDrift, "L2", 1, None),
+            (SensorDrift, "L3", 1, Some("enose-1")),
+        ],
+    );
+    let truth = plant.ground_truth();
+    let batch = |id: &str| truth.batches.iter().find(|b| b.batch == id).unwrap();
+    let reasons = |id: &str| {
+        batch(id)
+            .expected_reasons
+            .iter()
+            .map(|r| format!("{}:{}", r.sensor, r.rule))
+            .collect::<Vec<_>>()
+    };
+    for released in [
+        "B-L1-0002",
+        "B-L1-0003",
+        "B-L3-0002",
+        "B-L3-0003",
+        "B-L2-0001",
+        "B-L3-0001",
+    ] {
+        assert_eq!(
+            batch(released).expected_decision,
+            Decision::Release,
+            "{released}"
+        );
+        assert!(reasons(released).is_empty(), "{released}");
+        assert_eq!(batch(released).events.len(), 1, "{released}");
+    }
+    assert_eq!(batch("B-L2-0002").expected_decision, Decision::Hold);
+    assert_eq!(reasons("B-L2-0002"), ["ph-1:flat_line"]);
+    assert_eq!(batch("B-L2-0003").expected_decision, Decision::Hold);
+    assert_eq!(reasons("B-L2-0003"), ["temperature-1:gap"]);
+    assert_eq!(batch("B-L1-0004").expected_decision, Decision::Hold);
+    assert_eq!(reasons("B-L1-0004"), ["enose-1:zscore", "enose-2:zscore"]);
+    let held = truth
+        .batches
+        .iter()
+        .filter(|b| b.expected_decision == Decision::Hold)
+        .count();
+    assert_eq!(held, 3);
+
+    let maintenance: Vec<(String, MaintenanceKind)> = truth
+        .maintenance
+        .iter()
+        .map(|m| (format!("{}/{}", m.line, m.sensor), m.kind))
+        .collect();
+    let mut sorted = maintenance.clone();
+    sorted.sort();
+    use MaintenanceKind::*;
+    assert_eq!(
+        sorted,
+        [
+            ("L1/enose-1".to_owned(), Repair),
+            ("L1/enose-2".to_owned(), Repair),
+            ("L2/ph-1".to_owned(), Repair),
+            ("L2/temperature-1".to_owned(), Repair),
+            ("L3/enose-1".to_owned(), Calibrate),
+            ("L3/enose-2".to_owned(), Inspect),
+            ("L3/humidity-1".to_owned(), Inspect),
+        ]
+    );
+    assert!(truth
+        .maintenance
+        .windows(2)
+        .all(|pair| pair[0].due_ms <= pair[1].due_ms));
+    for item in &truth.maintenance {
+        let event = truth.events.iter().find(|e| e.id == item.event).unwrap();
+        assert_eq!(
+            (&event.line, event.sensor.as_ref()),
+            (&item.line, Some(&item.sensor))
+        );
+        if item.kind != Calibrate {
+            assert_eq!(item.due_ms, event.start_ms, "{item:?}");
+        }
+        // The window is a gap between batches of the line, at or after the
+        // due time; there is none when the run ends first.
+        let (Some(start), Some(end)) = (item.window_start_ms, item.window_end_ms) else {
+            assert!(item.due_ms >= plant.end_ts_ms(), "{item:?}");
+            continue;
+        };
+        assert!(start >= item.due_ms && start < end, "{item:?}");
+        assert!(!truth
+            .batches
+            .iter()
+            .any(|b| b.line == item.line && b.start_ms < end && start < b.end_ms));
+    }
+
+    // With one e-nose array per line, a stuck array leaves the product
+    // unmonitored: hold and repair.
+    let plant = table_plant(1, vec![(Stuck, "L1", 2, Some("enose-1"))]);
+    let truth = plant.ground_truth();
+    let batch = truth
+        .batches
+        .iter()
+        .find(|b| b.batch == "B-L1-0002")
+        .unwrap();
+    assert_eq!(batch.expected_decision, Decision::Hold);
+    assert_eq!(batch.expected_reasons[0].rule, AnomalyRule::FlatLine);
+    assert_eq!(truth.maintenance.len(), 1);
+    assert_eq!(truth.maintenance[0].kind, Repair);
+}
+
+/// Mean over channels and samples of the readings of `sensor` taken 20..25 s
+/// after each batch end of `line` (clean air: the aroma has decayed by
+/// e^-8, and the next product's aroma starts 30 s later), with the hour of
+/// each gap since the start of the run.
+fn clean_air_levels(
+    records: &[SimRecord],
+    truth: &GroundTruth,
+    line: &str,
+    sensor: &str,
+) -> Vec<(i64, Vec<f64>)> {
+    truth
+        .batches
+        .iter()
+        .filter(|batch| batch.line == line)
+        .map(|batch| {
+            let window = batch.end_ms + 20_000..batch.end_ms + 25_000;
+            let values: Vec<f64> = readings(records)
+                .filter(|r| r.sensor == sensor && window.contains(&r.ts_ms))
+                .flat_map(|r| r.values.iter().copied())
+                .collect();
+            (batch.end_ms, values)
+        })
+        .filter(|(_, values)| !values.is_empty())
+        .collect()
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// Least-squares slope of `y` over `x`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (mx, my) = (
+        points.iter().map(|p| p.0).sum::<f64>() / n,
+        points.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    sxy / sxx
+}
+
+fn drift_only(seed: u64, drifting_sensors: usize, duration_ms: i64) -> SimConfig {
+    SimConfig {
+        seed,
+        duration_ms,
+        events: EventPlan::Auto(AutoEvents {
+            batch_fraction: 0.0,
+            drifting_sensors,
+            ..AutoEvents::default()
+        }),
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn a_sensor_drift_raises_the_clean_air_baseline_of_its_array_only() {
+    let hours = 4;
+    let with = Plant::new(drift_only(14, 1, hours * 3_600_000)).unwrap();
+    let without = Plant::new(drift_only(14, 0, hours * 3_600_000)).unwrap();
+    let truth = with.ground_truth();
+    let [drift] = truth.events.as_slice() else {
+        panic!("one drift expected: {:?}", truth.events);
+    };
+    assert_eq!(drift.kind, EventKind::SensorDrift);
+    assert!(without.ground_truth().events.is_empty());
+    let rate = drift.rate_pct_per_hour.unwrap();
+    assert!((0.6..1.2).contains(&rate), "{rate}");
+    assert_eq!(drift.end_ms, with.end_ts_ms());
+    let start = with.config().start_ts_ms;
+    assert!(drift.start_ms - start <= hours * 3_600_000 / 3);
+    let sensor = drift.sensor.clone().unwrap();
+    assert!(sensor.starts_with("enose-"));
+    let line = with
+        .line_names()
+        .iter()
+        .position(|name| *name == drift.line)
+        .unwrap();
+
+    let drifting: Vec<SimRecord> = with.line_stream(line).collect();
+    let clean: Vec<SimRecord> = without.line_stream(line).collect();
+    assert_eq!(drifting.len(), clean.len());
+    // Other sensors, and the drifting array before the start, are untouched.
+    let mut after_start = 0;
+    for (a, b) in readings(&drifting).zip(readings(&clean)) {
+        if a.sensor != sensor || a.ts_ms - (a.ts_ms - start) % 1_000 <= drift.start_ms {
+            assert_eq!(a, b);
+        } else {
+            after_start += 1;
+            assert!(a.values.iter().zip(&b.values).all(|(x, y)| x >= y));
+        }
+    }
+    assert!(after_start > 3_600, "{after_start}");
+    for other in with
+        .line_names()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != line)
+    {
+        let a: Vec<_> = with.line_stream(other.0).take(20_000).collect();
+        let b: Vec<_> = without.line_stream(other.0).take(20_000).collect();
+        assert_eq!(a, b, "line {}", other.1);
+    }
+
+    // In clean air the array reads its baseline: the ratio to the same
+    // readings without drift is 1 + s·h_s, up to the channels' own slow
+    // drift (|d_c·h| < 0.4 %) and rounding.
+    let gaps_with = clean_air_levels(&drifting, truth, &drift.line, &sensor);
+    let gaps_without = clean_air_levels(&clean, without.ground_truth(), &drift.line, &sensor);
+    assert_eq!(gaps_with.len(), gaps_without.len());
+    let mut checked = 0;
+    for ((end_ms, a), (_, b)) in gaps_with.iter().zip(&gaps_without) {
+        let ratio = mean(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
+        let expected = rate / 100.0 * (end_ms + 22_500 - drift.start_ms).max(0) as f64 / 3.6e6;
+        assert!(
+            (ratio - 1.0 - expected).abs() <= 0.005 * expected + 2e-4,
+            "gap after {end_ms}: rise {:.5}, expected {expected:.5}",
+            ratio - 1.0
+        );
+        checked += usize::from(*end_ms > drift.start_ms);
+    }
+    assert!(checked >= 10, "{checked} gaps after the drift start");
+
+    // Measured from the readings alone: the clean-air level of the
+    // drifting array rises at about the drift rate (relative to its level
+    // at the start), the other array's stays nearly flat.
+    let relative_slope = |name: &str| {
+        let gaps = clean_air_levels(&drifting, truth, &drift.line, name);
+        let after: Vec<(f64, f64)> = gaps
+            .iter()
+            .filter(|(end_ms, _)| *end_ms > drift.start_ms)
+            .map(|(end_ms, values)| ((end_ms - drift.start_ms) as f64 / 3.6e6, mean(values)))
+            .collect();
+        100.0 * slope(&after) / after[0].1
+    };
+    let measured = relative_slope(&sensor);
+    assert!(
+        (measured - rate).abs() <= 0.15 * rate,
+        "measured {measured:.3} %/h, drawn {rate:.3} %/h"
+    );
+    let other = if sensor == "enose-1" {
+        "enose-2"
+    } else {
+        "enose-1"
+    };
+    let other_slope = relative_slope(other);
+    assert!(other_slope.abs() < 0.25, "{other}: {other_slope:.3} %/h");
+
+    // The truth: released batches, one calibration due at 1 % of drift.
+    assert!(truth
+        .batches
+        .iter()
+        .all(|b| b.expected_decision == Decision::Release));
+    let [calibration] = truth.maintenance.as_slice() else {
+        panic!("{:?}", truth.maintenance);
+    };
+    assert_eq!(calibration.kind, MaintenanceKind::Calibrate);
+    assert_eq!(calibration.event, drift.id);
+    let due = drift.start_ms + (3.6e6 / rate).round() as i64;
+    assert_eq!(calibration.due_ms, due);
+    // Proposed in the first changeover that ends after the due time.
+    let (start, end) = (
+        calibration.window_start_ms.unwrap(),
+        calibration.window_end_ms.unwrap(),
+    );
+    assert!(start >= due && end - start <= with.config().changeover_ms);
+    let next = truth
+        .batches
+        .iter()
+        .filter(|b| b.line == drift.line && b.start_ms >= end)
+        .map(|b| b.start_ms)
+        .min();
+    assert_eq!(next, Some(end));
+    assert!(!truth
+        .batches
+        .iter()
+        .any(|b| b.line == drift.line && b.start_ms < end && start < b.end_ms));
+    let labelled = truth
+        .batches
+        .iter()
+        .find(|b| b.batch == drift.batch)
+        .unwrap();
+    assert!(labelled.end_ms > drift.start_ms);
+    assert!(labelled.events.contains(&drift.id));
+    assert!(!truth.batches.iter().any(|b| b.line == drift.line
+        && b.end_ms > drift.start_ms
+        && b.start_ms < labelled.start_ms));
+    assert!(drift.describe().contains(&format!(
+        "sensor drift (baseline +{rate:.2} %/h) on {}/{sensor}",
+        drift.line
+    )));
+}
+
+#[test]
+fn automatic_drifts_are_distinct_spread_and_move_no_other_event() {
+    let config = |drifting_sensors| SimConfig {
+        duration_ms: 6 * 3_600_000,
+        events: EventPlan::Auto(AutoEvents {
+            drifting_sensors,
+            ..AutoEvents::default()
+        }),
+        ..small(15)
+    };
+    let none = Plant::new(config(0)).unwrap();
+    let events_of = |plant: &Plant| -> Vec<LabelledEvent> {
+        plant
+            .ground_truth()
+            .events
+            .iter()
+            .filter(|e| e.kind != EventKind::SensorDrift)
+            .cloned()
+            .collect()
+    };
+    for (asked, placed, lines) in [(3, 3, 3), (4, 4, 3), (10, 6, 3)] {
+        let plant = Plant::new(config(asked)).unwrap();
+        let truth = plant.ground_truth();
+        assert_eq!(events_of(&plant), events_of(&none));
+        let drifts: Vec<&LabelledEvent> = truth
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::SensorDrift)
+            .collect();
+        assert_eq!(drifts.len(), placed);
+        let arrays: std::collections::BTreeSet<(&str, &str)> = drifts
+            .iter()
+            .map(|d| (d.line.as_str(), d.sensor.as_deref().unwrap()))
+            .collect();
+        assert_eq!(arrays.len(), placed, "distinct arrays");
+        let on_lines: std::collections::BTreeSet<&str> =
+            drifts.iter().map(|d| d.line.as_str()).collect();
+        assert_eq!(on_lines.len(), lines);
+        for drift in &drifts {
+            assert!(drift.sensor.as_deref().unwrap().starts_with("enose-"));
+            assert!(drift.start_ms - plant.config().start_ts_ms <= 2 * 3_600_000);
+            assert!(drift.id.starts_with(&format!("SD-{}-", drift.line)));
+        }
+        let calibrations = truth
+            .maintenance
+            .iter()
+            .filter(|m| m.kind == MaintenanceKind::Calibrate)
+            .count();
+        assert_eq!(calibrations, placed);
+        // The drifts hold no batch: decisions are those of the plant without.
+        let decisions = |plant: &Plant| -> Vec<(String, Decision)> {
+            plant
+                .ground_truth()
+                .batches
+                .iter()
+                .map(|b| (b.batch.clone(), b.expected_decision))
+                .collect()
+        };
+        assert_eq!(decisions(&plant), decisions(&none));
+    }
+    assert!(Plant::new(SimConfig {
+        events: EventPlan::None,
+        ..config(3)
+    })
+    .unwrap()
+    .ground_truth()
+    .events
+    .is_empty());
+    // Same seed, same drifts; another seed, other drifts.
+    let again = Plant::new(config(3)).unwrap();
+    assert_eq!(
+        again.ground_truth(),
+        Plant::new(config(3)).unwrap().ground_truth()
+    );
+    let other = Plant::new(SimConfig {
+        seed: 16,
+        ..config(3)
+    })
+    .unwrap();
+    assert_ne!(
+        other
+            .ground_truth()
+            .events
+            .iter()
+            .find(|e| e.kind == EventKind::SensorDrift)
+            .map(|e| e.start_ms),
+        again
+            .ground_truth()
+            .events
+            .iter()
+            .find(|e| e.kind == EventKind::SensorDrift)
+            .map(|e| e.start_ms)
+    );
+}
+
+#[test]
+fn explicit_sensor_drifts_parse_and_errors_name_the_key() {
+    let plan: EventPlan = serde_json::from_str(
+        r#"{"explicit": [{"class": "sensor_drift", "line": "L2", "batch": 2,
+            "sensor": "enose-2", "start_offset_ms": 30000, "rate_pct_per_hour": 1.5}]}"#,
+    )
+    .unwrap();
+    let plant = Plant::new(SimConfig {
+        events: plan.clone(),
+        ..small(17)
+    })
+    .unwrap();
+    let truth = plant.ground_truth();
+    let [drift] = truth.events.as_slice() else {
+        panic!("{:?}", truth.events);
+    };
+    let batch = truth
+        .batches
+        .iter()
+        .find(|b| b.batch == "B-L2-0002")
+        .unwrap();
+    assert_eq!(drift.id, "SD-L2-0001");
+    assert_eq!(drift.batch, batch.batch);
+    assert_eq!(drift.start_ms, batch.start_ms + 30_000);
+    assert_eq!(drift.end_ms, plant.end_ts_ms());
+    assert_eq!(drift.rate_pct_per_hour, Some(1.5));
+    assert_eq!(truth.maintenance[0].due_ms, drift.start_ms + 2_400_000);
+    let json = serde_json::to_string(drift).unwrap();
+    assert!(json.contains(r#""kind":"sensor_drift""#), "{json}");
+    assert!(json.contains(r#""rate_pct_per_hour":1.5"#), "{json}");
+    let json = serde_json::to_string(&truth.maintenance[0]).unwrap();
+    assert!(json.contains(r#""kind":"calibrate""#), "{json}");
+    let fault = serde_json::to_string(&truth.batches[0]).unwrap();
+    assert!(!fault.contains("rate_pct_per_hour"));
+
+    let error = |spec: serde_json::Value| -> (usize, String) {
+        let mut specs = vec![serde_json::json!({
+            "class": "sensor_drift", "line": "L1", "batch": 2, "sensor": "enose-1"
+        })];
+        specs.push(spec);
+        let events: EventPlan =
+            serde_json::from_value(serde_json::json!({ "explicit": specs })).unwrap();
+        match Plant::new(SimConfig {
+            events,
+            ..small(17)
+        }) {
+            Err(SimError::Event { index, problem }) => (index, problem),
+            other => panic!("expected an event error, got {other:?}"),
+        }
+    };
+    let drift = |extra: serde_json::Value| {
+        let mut spec = serde_json::json!({"class": "sensor_drift", "line": "L1", "batch": 3});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        spec
+    };
+    for (extra, key) in [
+        (serde_json::json!({}), "`sensor`"),
+        (serde_json::json!({"sensor": "ph-1"}), "`sensor`"),
+        (serde_json::json!({"sensor": "enose-9"}), "`sensor`"),
+        (serde_json::json!({"sensor": "enose-1"}), "`sensor`"),
+        (
+            serde_json::json!({"sensor": "enose-2", "rate_pct_per_hour": 0.0}),
+            "`rate_pct_per_hour`",
+        ),
+        (
+            serde_json::json!({"sensor": "enose-2", "rate_pct_per_hour": 250.0}),
+            "`rate_pct_per_hour`",
+        ),
+        (
+            serde_json::json!({"sensor": "enose-2", "start_offset_ms": 600_000}),
+            "`start_offset_ms`",
+        ),
+        (
+            serde_json::json!({"sensor": "enose-2", "start_offset_ms": -1}),
+            "`start_offset_ms`",
+        ),
+        (
+            serde_json::json!({"sensor": "enose-2", "batch": 99}),
+            "`batch`",
+        ),
+        (
+            serde_json::json!({"sensor": "enose-2", "contaminant": "mould"}),
+            "`contaminant`",
+        ),
+    ] {
+        let (index, problem) = error(drift(extra.clone()));
+        assert_eq!(index, 1, "{extra}");
+        assert!(problem.contains(key), "{extra}: {problem}");
+    }
+    let unknown = serde_json::from_str::<EventPlan>(
+        r#"{"explicit": [{"class": "sensor_drift", "line": "L1", "batch": 2, "rate": 1.0}]}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(unknown.contains("rate"), "{unknown}");
+    for (auto, key) in [
+        (
+            AutoEvents {
+                classes: vec![EventClass::Stuck, EventClass::SensorDrift],
+                ..AutoEvents::default()
+            },
+            "events.auto.classes",
+        ),
+        (
+            AutoEvents {
+                drifting_sensors: 5_000,
+                ..AutoEvents::default()
+            },
+            "events.auto.drifting_sensors",
+        ),
+    ] {
+        let error = SimConfig {
+            events: EventPlan::Auto(auto),
+            ..small(17)
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains(key), "{error}");
+    }
 }
 
 #[test]

@@ -1,19 +1,38 @@
-//! Ground truth of a simulated run: what happened, when, and what the
-//! foundation rule set is expected to decide about every batch.
+//! Ground truth of a simulated run: what happened, when, what the decision
+//! layer is expected to decide about every batch, and which maintenance the
+//! sensors need.
 //!
 //! The truth is computed from the schedule alone, before any reading is
-//! generated. Expected decisions follow the foundation rules (rolling
-//! z-score, flat line and gap detectors with their default parameters, and
-//! the default verdict policy):
+//! generated. A finding that comes from an instrument (a sensor fault or a
+//! sensor drift) leads to maintenance, not to a product hold, as long as
+//! the product stays monitored by a healthy sensor; a contamination of the
+//! product holds it:
 //!
-//! | event | expected decision | expected reasons |
-//! |---|---|---|
-//! | contamination | hold | `zscore` on every e-nose array of the line |
-//! | sensor fault `stuck` | hold | `flat_line` on the sensor |
-//! | sensor fault `spike` | hold | `zscore` on the sensor |
-//! | sensor fault `dropout` | hold | `gap` on the sensor |
-//! | process drift | release | none (too gentle for a rolling z-score) |
-//! | none | release | none |
+//! | event | expected decision | expected reasons | expected maintenance |
+//! |---|---|---|---|
+//! | contamination | hold | `zscore` on every e-nose array of the line (see below) | none |
+//! | `stuck` / `dropout` on a sensor with a sibling of its kind on the line (an e-nose array beside another) | release | none | `repair` of the sensor |
+//! | `stuck` / `dropout` on the only sensor of its kind on the line (every process sensor; the e-nose array of a one-array line) | hold: monitoring was lost, QA reviews the batch | `flat_line` / `gap` on the sensor | `repair` of the sensor |
+//! | `spike` (any sensor) | release: isolated spikes are instrument noise | none | `inspect` of the sensor |
+//! | process drift | release (too gentle for a rolling z-score) | none | none |
+//! | sensor drift | release | none | `calibrate` of the array, due when the drift reaches 1 % of the baseline, in a gap between batches |
+//! | none | release | none | none |
+//!
+//! Expected reasons name the rules of the foundation detectors (rolling
+//! z-score, flat line, gap, with their default parameters) on the sensor
+//! they fire on. A contamination is listed as `zscore` on every e-nose
+//! array of the line; the fingerprint dataflow flags the same arrays with
+//! its fingerprint rules (`t2`, `spe`, `similarity`) and names the
+//! contaminant with `contaminant`, which `scent eval sim` scores from the
+//! event's [`LabelledEvent::contaminant`]. A batch with several events is
+//! held when any of them holds it, with the union of their reasons.
+//!
+//! Each sensor fault and each sensor drift gives one
+//! [`ExpectedMaintenance`], due when the fault starts, or for a drift
+//! `start + 1 % / rate` (when the accumulated drift reaches 1 % of the
+//! baseline); its window is the first gap between batches of the line (a
+//! changeover, or the time before the first or after the last batch) that
+//! ends after the due time, from the later of its start and the due time.
 
 use scent_operators::model::{AnomalyRule, Decision, EventTimeMs, RejectReason};
 use scent_operators::wire::format_timestamp;
@@ -22,12 +41,16 @@ use serde::{Deserialize, Serialize};
 /// Everything a run contains that a perfect detector should find.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroundTruth {
-    /// Scheduled events, by start time then line.
+    /// Scheduled events and sensor drifts, by start time then line.
     pub events: Vec<LabelledEvent>,
     /// Complete batches, by start time then line.
     pub batches: Vec<BatchTruth>,
     /// Malformed records, by index.
     pub malformed: Vec<MalformedTruth>,
+    /// Maintenance the sensors need: one per sensor fault and per sensor
+    /// drift, by due time, then line, then sensor (plant order).
+    #[serde(default)]
+    pub maintenance: Vec<ExpectedMaintenance>,
 }
 
 /// What kind of event happened.
@@ -40,6 +63,10 @@ pub enum EventKind {
     SensorFault,
     /// The process temperature drifted.
     ProcessDrift,
+    /// The clean-air baseline of an e-nose array drifted upwards from
+    /// `start_ms` to the end of the run; see
+    /// [`LabelledEvent::rate_pct_per_hour`].
+    SensorDrift,
 }
 
 /// How a faulty sensor misbehaved.
@@ -55,7 +82,7 @@ pub enum FaultMode {
 }
 
 /// One scheduled event and its extent in plant time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelledEvent {
     /// Identifier, unique within the run, e.g. `EV-L2-0003`.
     pub id: String,
@@ -72,10 +99,16 @@ pub struct LabelledEvent {
     pub contaminant: Option<String>,
     /// First affected plant time (inclusive).
     pub start_ms: EventTimeMs,
-    /// End of the event (exclusive).
+    /// End of the event (exclusive); for a sensor drift, the end of the run.
     pub end_ms: EventTimeMs,
-    /// The batch the event lies in.
+    /// The batch the event lies in; for a sensor drift, the batch it starts
+    /// in, or the first batch after its start when it starts outside a
+    /// batch (in a changeover).
     pub batch: String,
+    /// For a sensor drift: the baseline's rise, in percent of the baseline
+    /// per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_pct_per_hour: Option<f64>,
 }
 
 impl LabelledEvent {
@@ -101,6 +134,12 @@ impl LabelledEvent {
             ),
             (EventKind::ProcessDrift, _) => format!(
                 "process drift (+0.8 °C) on {}/{}",
+                self.line,
+                self.sensor.as_deref().unwrap_or("?")
+            ),
+            (EventKind::SensorDrift, _) => format!(
+                "sensor drift (baseline +{:.2} %/h) on {}/{}",
+                self.rate_pct_per_hour.unwrap_or(f64::NAN),
                 self.line,
                 self.sensor.as_deref().unwrap_or("?")
             ),
@@ -139,6 +178,43 @@ pub struct BatchTruth {
     pub expected_decision: Decision,
     /// The reasons it should give, sorted by sensor then rule.
     pub expected_reasons: Vec<ExpectedReason>,
+}
+
+/// What a sensor needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceKind {
+    /// It failed (stuck or silent): repair or replace it.
+    Repair,
+    /// It spiked: inspect it (wiring, contacts, electronics).
+    Inspect,
+    /// Its baseline drifted: calibrate it in clean air.
+    Calibrate,
+}
+
+/// One maintenance action a sensor needs, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedMaintenance {
+    /// The line.
+    pub line: String,
+    /// The sensor.
+    pub sensor: String,
+    /// What to do.
+    pub kind: MaintenanceKind,
+    /// Id of the event that calls for it (a sensor fault or drift).
+    pub event: String,
+    /// When it becomes due: the fault's start, or for a drift the time its
+    /// accumulated drift reaches 1 % of the baseline (may lie after the end
+    /// of the run).
+    pub due_ms: EventTimeMs,
+    /// Start of the first gap between batches of the line that ends after
+    /// `due_ms`, or `due_ms` itself when that gap is already open; `None`
+    /// when the run has no such gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start_ms: Option<EventTimeMs>,
+    /// End of that gap (the next batch start, or the end of the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_end_ms: Option<EventTimeMs>,
 }
 
 /// One injected malformed record and the reason it must be rejected for.
