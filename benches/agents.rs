@@ -1,23 +1,28 @@
-//! Batch verdicts: `batch_verdict::decide`, the pure decision for one ended
-//! batch, with 0, 100 and 10,000 anomalies as evidence.
+//! The agents on one batch: the quality agent, the maintenance agent and
+//! the orchestrator's consensus, with 0, 100 and 10,000 anomalies as
+//! evidence.
 //!
-//! The dataflow's differential `reduce` calls `decide` whenever the evidence
-//! of an ended batch changes, so its cost is paid once per batch end and
-//! again for every late anomaly. It groups the anomalies into reasons per
-//! `(sensor, rule)`, ranks channels, sorts reasons by strength and hashes
-//! the action (SHA-256 over its JSON) into a deterministic id. The three
-//! sizes are a clean batch (release), a batch with a short contamination
-//! (hold), and a 10-minute batch during which a whole array misbehaved,
-//! the worst case the reduce must absorb. Evidence is in the order the
-//! reduce presents it (sorted). Time is per decision.
+//! The dataflow's per-batch `reduce`s call these pure functions whenever
+//! the evidence of a batch changes: once per new anomaly while the batch
+//! runs, again at its end and for every late anomaly. They split the
+//! anomalies into product and instrument findings (z-score runs, fault
+//! windows), group them into reasons per `(sensor, rule)`, find the critical
+//! onset, decide coverage and maintenance orders, and build and hash the
+//! release action (SHA-256 over its JSON). The three sizes are a clean
+//! batch (release), a batch with a short contamination (hold), and a
+//! 10-minute batch during which a whole array misbehaved, the worst case a
+//! reduce must absorb. Time is per evaluation of all three.
 
 mod support;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use scent_operators::batch_verdict::{decide, BatchEvidence, VerdictPolicy};
-use scent_operators::model::{
-    Anomaly, AnomalyRule, BatchEvent, BatchPhase, Decision, EventTimeMs, SensorKind,
+use scent_operators::batch_verdict::VerdictPolicy;
+use scent_operators::consensus::{release_action, BatchFacts, ConsensusPolicy};
+use scent_operators::maintenance_agent::{
+    assess_maintenance, MaintenanceConfig, MaintenanceInputs, SensorPresence,
 };
+use scent_operators::model::{Action, Anomaly, AnomalyRule, Decision, InputSpan, SensorKind};
+use scent_operators::quality_agent::{assess_quality, critical_onset};
 use scent_operators::rolling_anomaly::RollingAnomalyConfig;
 use std::hint::black_box;
 use support::{Rng, BASE_MS};
@@ -27,21 +32,11 @@ const BATCH_MS: i64 = 570_000;
 const LINE: &str = "L1";
 const BATCH: &str = "B-20261124-L1-03";
 
-fn lifecycle(event: BatchPhase, ts_ms: EventTimeMs) -> BatchEvidence {
-    BatchEvidence::Lifecycle(BatchEvent {
-        batch: BATCH.into(),
-        line: LINE.into(),
-        product: "espresso".into(),
-        event,
-        ts_ms,
-    })
-}
-
 /// Anomaly `index` of `count`, spread over the batch: mostly z-score
 /// outliers on the two e-noses (up to three of 16 channels), some on the
 /// thermometer, a few flat lines on the hygrometer and gaps on the
 /// pressure gauge, and fingerprint SPE alarms on the e-noses' cycles.
-fn anomaly(rng: &mut Rng, index: usize, count: usize) -> BatchEvidence {
+fn anomaly(rng: &mut Rng, index: usize, count: usize) -> Anomaly {
     let (sensor, kind, rule, channels) = match index % 20 {
         0..=10 => ("enose-1", SensorKind::Enose, AnomalyRule::ZScore, 3),
         11..=15 => ("enose-2", SensorKind::Enose, AnomalyRule::ZScore, 2),
@@ -68,7 +63,7 @@ fn anomaly(rng: &mut Rng, index: usize, count: usize) -> BatchEvidence {
         })
         .collect();
     let offset_ms = BATCH_MS * index as i64 / count.max(1) as i64;
-    BatchEvidence::Anomaly(Anomaly {
+    Anomaly {
         line: LINE.into(),
         sensor: sensor.into(),
         kind,
@@ -80,18 +75,64 @@ fn anomaly(rng: &mut Rng, index: usize, count: usize) -> BatchEvidence {
         limit,
         channels,
         contaminant: None,
-    })
+    }
 }
 
-fn evidence(anomalies: usize) -> Vec<BatchEvidence> {
+fn evidence(anomalies: usize) -> Vec<Anomaly> {
     let mut rng = Rng(0x5ce7_0005);
-    let mut items = vec![
-        lifecycle(BatchPhase::Start, BASE_MS),
-        lifecycle(BatchPhase::End, BASE_MS + BATCH_MS),
-    ];
-    items.extend((0..anomalies).map(|index| anomaly(&mut rng, index, anomalies)));
+    let mut items: Vec<Anomaly> = (0..anomalies)
+        .map(|index| anomaly(&mut rng, index, anomalies))
+        .collect();
     items.sort();
     items
+}
+
+/// Every agent and the orchestrator on one ended batch.
+fn decide(anomalies: &[&Anomaly], present: &[&SensorPresence], policy: &VerdictPolicy) -> Action {
+    let facts = BatchFacts {
+        plant: "p1",
+        line: LINE,
+        batch: BATCH,
+        product: "espresso",
+        start_ms: Some(BASE_MS),
+        end_ms: Some(BASE_MS + BATCH_MS),
+        anomalies: anomalies.len() as u64,
+        rules_version: &policy.rules_version,
+    };
+    let quality = assess_quality(
+        LINE,
+        BATCH,
+        anomalies,
+        policy,
+        vec!["fingerprint:enose-1:fp-0".into()],
+    );
+    black_box(critical_onset(anomalies, policy));
+    let (maintenance, orders) = assess_maintenance(
+        &MaintenanceInputs {
+            line: LINE,
+            batch: BATCH,
+            end_ms: facts.end_ms,
+            anomalies,
+            present,
+            health: &[],
+        },
+        policy,
+        &MaintenanceConfig::default(),
+    );
+    black_box(orders);
+    let span = InputSpan {
+        topic: "scent.readings".into(),
+        partition: 0,
+        first_offset: 1_000,
+        last_offset: 9_000,
+        records: 4_200,
+    };
+    release_action(
+        &facts,
+        &[&quality, &maintenance],
+        vec![span],
+        &ConsensusPolicy::default(),
+    )
 }
 
 fn decide_batches(c: &mut Criterion) {
@@ -99,11 +140,27 @@ fn decide_batches(c: &mut Criterion) {
         rules_version: RollingAnomalyConfig::default().version(),
         ..VerdictPolicy::default()
     };
-    let mut group = c.benchmark_group("batch_verdict/decide");
+    let present: Vec<SensorPresence> = [
+        ("enose-1", SensorKind::Enose),
+        ("enose-2", SensorKind::Enose),
+        ("t-1", SensorKind::Temperature),
+        ("rh-1", SensorKind::Humidity),
+        ("p-1", SensorKind::Pressure),
+    ]
+    .into_iter()
+    .map(|(sensor, kind)| SensorPresence {
+        line: LINE.into(),
+        batch: BATCH.into(),
+        sensor: sensor.into(),
+        kind,
+    })
+    .collect();
+    let present: Vec<&SensorPresence> = present.iter().collect();
+    let mut group = c.benchmark_group("agents/decide");
     for anomalies in [0, 100, 10_000] {
         let items = evidence(anomalies);
-        let refs: Vec<&BatchEvidence> = items.iter().collect();
-        let action = decide(LINE, BATCH, &refs, &policy).expect("the batch has ended");
+        let refs: Vec<&Anomaly> = items.iter().collect();
+        let action = decide(&refs, &present, &policy);
         let expected = if anomalies == 0 {
             Decision::Release
         } else {
@@ -114,7 +171,7 @@ fn decide_batches(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("anomalies", anomalies),
             &refs,
-            |b, refs| b.iter(|| decide(LINE, BATCH, black_box(refs), &policy)),
+            |b, refs| b.iter(|| decide(black_box(refs), &present, &policy)),
         );
     }
     group.finish();

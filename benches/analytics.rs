@@ -7,7 +7,8 @@
 //! one-second epochs (64 readings each), every reading is validated
 //! (`validate_reading`), every epoch goes through the sensor stage's
 //! kernels exactly as the dataflow runs them (`SensorKernels::process`:
-//! sort, rolling detectors, QARTOD flags, flag-gated cycle building), and
+//! sort, rolling detectors, QARTOD flags, flag-gated cycle building, the
+//! arrays' clean-air health and the batch-presence record), and
 //! every completed 10-second cycle is scored against a product fingerprint
 //! with a three-contaminant library. The target of the analytics is a million
 //! readings a second per core; the figure is in readings. JSON decoding is
@@ -16,12 +17,10 @@
 mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use scent_dataflows::sensor_stage::SensorKernels;
+use scent_dataflows::sensor_stage::{SensorKernels, SensorOutputs, SensorStageConfig};
 use scent_operators::exposure_cycles::{Cycle, CycleBuilder, CycleConfig};
 use scent_operators::fingerprint::{ContaminantSignature, FingerprintConfig, FingerprintModel};
 use scent_operators::model::{Reading, SensorKind};
-use scent_operators::qc_flags::QcConfig;
-use scent_operators::rolling_anomaly::RollingAnomalyConfig;
 use scent_operators::validate::{validate_reading, ValidationRules};
 use std::hint::black_box;
 use support::{enose_values, reading, Rng};
@@ -96,26 +95,27 @@ fn analytics(c: &mut Criterion) {
         b.iter_batched(
             || epochs.clone(),
             |mut epochs| {
-                let mut kernels = SensorKernels::new(
-                    RollingAnomalyConfig::default(),
-                    CycleConfig::default(),
-                    QcConfig::default(),
-                );
-                let (mut anomalies, mut cycles, mut flagged) = (Vec::new(), Vec::new(), Vec::new());
+                let mut kernels = SensorKernels::new(SensorStageConfig::default());
+                let mut out = SensorOutputs::default();
                 let mut alarms = 0usize;
                 for epoch in &mut epochs {
                     for r in epoch.iter() {
                         black_box(validate_reading(r, &rules).is_ok());
                     }
-                    kernels.process(epoch, &mut anomalies, &mut cycles, &mut flagged);
-                    for cycle in cycles.drain(..) {
+                    kernels.process(epoch, &mut out);
+                    for cycle in out.cycles.drain(..) {
                         let score = model
                             .score(&cycle.values, &library, 0.8)
                             .expect("16 channels");
                         alarms += usize::from(score.alarm(&model));
                     }
                 }
-                black_box((anomalies.len(), flagged.len(), alarms))
+                black_box((
+                    out.anomalies.len(),
+                    out.flagged.len(),
+                    out.health.len(),
+                    alarms,
+                ))
             },
             criterion::BatchSize::LargeInput,
         )

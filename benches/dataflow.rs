@@ -30,6 +30,7 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use scent_dataflows::quality_control::{quality_control, QualityControlConfig};
+use scent_operators::action_changelog::ChangelogConfig;
 use scent_operators::epoch_sink::EpochSink;
 use scent_operators::event_clock::{Epoch, EventClockConfig};
 use scent_operators::ingest::Ingested;
@@ -155,7 +156,9 @@ fn stamp(item: &Ingested) -> (Epoch, EventTimeMs) {
     match item {
         Ingested::Reading { epoch, reading, .. } => (*epoch, reading.ts_ms),
         Ingested::Batch { epoch, event, .. } => (*epoch, event.ts_ms),
-        Ingested::Rejected(_) => panic!("the bench feeds valid records only"),
+        Ingested::Model { .. } | Ingested::Rejected(_) => {
+            panic!("the bench feeds readings and batch events only")
+        }
     }
 }
 
@@ -171,7 +174,12 @@ fn run(shares: Vec<Vec<Ingested>>, workers: usize) -> Arc<Counts> {
         let (mut input, mut capability) = worker.dataflow::<Epoch, _, _>(|scope| {
             let ((input, capability), ingested) =
                 scope.new_unordered_input::<CapacityContainerBuilder<Vec<Ingested>>>();
-            let flow = quality_control(ingested, &QualityControlConfig::default());
+            let clock = EventClockConfig::default();
+            let changelog = ChangelogConfig {
+                seal_after_ms: clock.allowed_lateness_ms,
+                epoch_ms: clock.epoch_ms,
+            };
+            let flow = quality_control(ingested, &QualityControlConfig::default(), changelog);
             let anomaly_counts = Arc::clone(&counts);
             flow.anomalies.inner.inspect(move |_| {
                 anomaly_counts.anomalies.fetch_add(1, Ordering::Relaxed);
@@ -179,7 +187,8 @@ fn run(shares: Vec<Vec<Ingested>>, workers: usize) -> Arc<Counts> {
             let no_advances = Vec::<SourceAdvance>::new().to_stream(scope);
             flow.actions
                 .epoch_sink(flow.dead_letters, no_advances, move |output| {
-                    for action in &output.actions {
+                    // Each batch's final decision: its sealed release.
+                    for action in output.actions.iter().filter(|a| a.sealed) {
                         let counter = match action.decision {
                             Some(Decision::Release) => &counts.released,
                             _ => &counts.held,

@@ -46,7 +46,7 @@ use scent_kafka::codec::decode_action;
 use scent_kafka::producer::{OutgoingRecord, RecordProducer};
 use scent_kafka::settings::StartFrom;
 use scent_kafka::{Delivery, KafkaSettings, Topics};
-use scent_operators::model::{BatchEvent, BatchPhase, Reading, SensorKind};
+use scent_operators::model::{ActionKind, BatchEvent, BatchPhase, Reading, SensorKind};
 use scent_operators::wire::{encode_batch_event, encode_reading};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -702,6 +702,8 @@ impl EngineFigures {
 #[derive(Debug, Clone)]
 struct SeenAction {
     action_id: String,
+    kind: ActionKind,
+    sealed: bool,
     batch: Option<String>,
     partition: i32,
     offset: i64,
@@ -767,6 +769,8 @@ impl OutputWatcher {
                     match decode_action(&actions_topic, message.payload().unwrap_or_default()) {
                         Ok(action) => observed.actions.push(SeenAction {
                             action_id: action.action_id,
+                            kind: action.kind,
+                            sealed: action.sealed,
                             batch: action.batch,
                             partition: message.partition(),
                             offset: message.offset(),
@@ -788,8 +792,16 @@ impl OutputWatcher {
         f(&self.observed.lock().expect("watcher lock"))
     }
 
+    /// Batches with a final (sealed) release decision, and dead letters.
     fn counts(&self) -> (usize, u64) {
-        self.with(|observed| (observed.actions.len(), observed.dead_letters))
+        self.with(|observed| {
+            let sealed = observed
+                .actions
+                .iter()
+                .filter(|seen| seen.kind == ActionKind::BatchRelease && seen.sealed)
+                .count();
+            (sealed, observed.dead_letters)
+        })
     }
 
     fn stop(&mut self) {
@@ -1216,9 +1228,11 @@ fn latency(options: &LatencyOptions) -> Result<Value, BoxError> {
         .collect();
     let decided_at = |watcher: &OutputWatcher| -> HashMap<String, Instant> {
         watcher.with(|observed| {
+            // The first release decision of each batch (line holds and
+            // maintenance orders may come earlier; revisions later).
             let mut first = HashMap::new();
             for seen in &observed.actions {
-                if let Some(batch) = &seen.batch {
+                if let (ActionKind::BatchRelease, Some(batch)) = (seen.kind, &seen.batch) {
                     first.entry(batch.clone()).or_insert(seen.at);
                 }
             }

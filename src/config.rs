@@ -281,6 +281,26 @@ impl Config {
                 "must not be empty".into(),
             ));
         }
+        self.quality_control
+            .sensor_health
+            .check()
+            .map_err(|error| invalid("quality_control.sensor_health", error.to_string()))?;
+        let agents = &self.quality_control.agents;
+        agents.consensus.check().map_err(|(key, message)| {
+            invalid(&format!("quality_control.agents.consensus.{key}"), message)
+        })?;
+        agents.maintenance.check().map_err(|(key, message)| {
+            invalid(
+                &format!("quality_control.agents.maintenance.{key}"),
+                message,
+            )
+        })?;
+        if agents.predictive.expected_batch_ms <= 0 || agents.predictive.history_samples == 0 {
+            return Err(invalid(
+                "quality_control.agents.predictive",
+                "expected_batch_ms and history_samples must be positive".into(),
+            ));
+        }
         self.kafka
             .check()
             .map_err(|message| invalid("kafka", message))?;

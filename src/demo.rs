@@ -23,7 +23,7 @@ use crate::sources::PlantSource;
 use clap::Args;
 use prometheus_client::registry::Registry;
 use scent_operators::epoch_sink::EpochOutput;
-use scent_operators::model::{Action, Decision};
+use scent_operators::model::{Action, ActionKind, ActionSubject, Agent, Decision};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -80,14 +80,36 @@ pub struct DemoReport {
 }
 
 impl DemoReport {
+    /// The last revision of every subject (a batch's release, its line
+    /// hold, a sensor's maintenance order), in epoch order of that revision.
+    pub fn final_actions(&self) -> Vec<&Action> {
+        let mut last: BTreeMap<ActionSubject, &Action> = BTreeMap::new();
+        for (_, action) in &self.output.actions {
+            let subject = action.subject();
+            if last
+                .get(&subject)
+                .is_none_or(|seen| seen.revision < action.revision)
+            {
+                last.insert(subject, action);
+            }
+        }
+        last.into_values()
+            .filter(|action| !action.withdrawn)
+            .collect()
+    }
+
+    /// The final release decision of every decided batch.
+    pub fn decisions(&self) -> BTreeMap<&str, &Action> {
+        self.final_actions()
+            .into_iter()
+            .filter(|action| action.kind == ActionKind::BatchRelease)
+            .filter_map(|action| action.batch.as_deref().map(|batch| (batch, action)))
+            .collect()
+    }
+
     /// Batches whose decision differs from the ground truth's expectation.
     pub fn mismatches(&self) -> Vec<String> {
-        let decided: BTreeMap<&str, &Action> = self
-            .output
-            .actions
-            .iter()
-            .filter_map(|(_, a)| a.batch.as_deref().map(|b| (b, a)))
-            .collect();
+        let decided = self.decisions();
         let mut problems = Vec::new();
         for batch in &self.truth.batches {
             match decided.get(batch.batch.as_str()) {
@@ -97,6 +119,9 @@ impl DemoReport {
                         "{}: decided {:?}, expected {:?}",
                         batch.batch, action.decision, batch.expected_decision
                     ))
+                }
+                Some(action) if !action.sealed => {
+                    problems.push(format!("{}: decision not sealed", batch.batch))
                 }
                 Some(_) => {}
             }
@@ -232,13 +257,13 @@ impl Progress {
                     let mut err = std::io::stderr().lock();
                     let _ = write!(
                         err,
-                        "\r{:>6.1}s  readings {:>9}  {:>9.0}/s  anomalies {:>6}  rejected {:>4}  batches decided {:>3}/{} (held {})   ",
+                        "\r{:>6.1}s  readings {:>9}  {:>9.0}/s  anomalies {:>6}  rejected {:>4}  batches sealed {:>3}/{} (held {})   ",
                         started.elapsed().as_secs_f64(),
                         readings,
                         rate,
                         metrics.totals.anomalies.get(),
                         metrics.totals.rejected.get(),
-                        metrics.totals.actions.get(),
+                        metrics.totals.sealed.get(),
                         batches,
                         metrics.totals.held.get(),
                     );
@@ -260,7 +285,8 @@ impl Progress {
 }
 
 fn print_summary(report: &DemoReport, options: &DemoOptions) {
-    let actions: Vec<&Action> = report.output.actions.iter().map(|(_, a)| a).collect();
+    let decisions = report.decisions();
+    let finals = report.final_actions();
     let seconds = report.elapsed.as_secs_f64();
     println!();
     println!(
@@ -279,12 +305,13 @@ fn print_summary(report: &DemoReport, options: &DemoOptions) {
         .unwrap_or(report.elapsed)
         .as_secs_f64();
     println!(
-        "{} readings in {:.1} s ({:.0} readings/s), {} dead letters, {} batches decided",
+        "{} readings in {:.1} s ({:.0} readings/s), {} dead letters, {} batches decided, {} actions sent (revisions included)",
         report.readings,
         ingest_seconds,
         report.readings as f64 / ingest_seconds.max(1e-9),
         report.output.dead_letters.len(),
-        actions.len()
+        decisions.len(),
+        report.output.actions.len(),
     );
     if report.ingest_elapsed.is_some() {
         println!("the last decision came {seconds:.1} s after the start");
@@ -295,7 +322,7 @@ fn print_summary(report: &DemoReport, options: &DemoOptions) {
         "line", "released", "held", "total"
     );
     let mut per_line: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for action in &actions {
+    for action in decisions.values() {
         let entry = per_line.entry(action.line.as_str()).or_default();
         match action.decision {
             Some(Decision::Hold) | Some(Decision::Reject) => entry.1 += 1,
@@ -311,44 +338,10 @@ fn print_summary(report: &DemoReport, options: &DemoOptions) {
             released + held
         );
     }
-    let held: Vec<&&Action> = actions
-        .iter()
-        .filter(|a| a.decision == Some(Decision::Hold))
-        .collect();
-    if !held.is_empty() {
-        println!();
-        println!("held batches:");
-    }
-    for action in held {
-        let batch = action.batch.as_deref().unwrap_or("-");
-        let injected = report
-            .truth
-            .batches
-            .iter()
-            .find(|b| b.batch == batch)
-            .map(|b| {
-                b.events
-                    .iter()
-                    .filter_map(|id| report.truth.events.iter().find(|e| &e.id == id))
-                    .map(describe_event)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_default();
-        println!(
-            "  {batch} ({}): {}",
-            action.line,
-            action
-                .reasons
-                .iter()
-                .map(|r| r.summary())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        if !injected.is_empty() {
-            println!("      injected: {injected}");
-        }
-    }
+    print_held(report, &decisions);
+    print_line_holds(report, &finals, &decisions);
+    print_maintenance(report, &finals);
+    print_superseded(report);
     if !report.output.dead_letters.is_empty() {
         let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
         for (_, letter) in &report.output.dead_letters {
@@ -379,6 +372,217 @@ fn print_summary(report: &DemoReport, options: &DemoOptions) {
         for problem in mismatches {
             println!("  {problem}");
         }
+    }
+}
+
+/// The injected events of a batch, described.
+fn injected(report: &DemoReport, batch: &str) -> String {
+    report
+        .truth
+        .batches
+        .iter()
+        .find(|b| b.batch == batch)
+        .map(|b| {
+            b.events
+                .iter()
+                .filter_map(|id| report.truth.events.iter().find(|e| &e.id == id))
+                .map(describe_event)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
+/// The time of day of an event time, e.g. `10:52:41`.
+fn clock(ts_ms: i64) -> String {
+    let text = scent_operators::wire::format_timestamp(ts_ms);
+    text.split_once('T')
+        .map_or(text.as_str(), |(_, time)| time)
+        .get(..8)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Held batches with the agents' verdicts and the input they rest on.
+fn print_held(report: &DemoReport, decisions: &BTreeMap<&str, &Action>) {
+    let held: Vec<&&Action> = decisions
+        .values()
+        .filter(|a| matches!(a.decision, Some(Decision::Hold | Decision::Reject)))
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    println!();
+    println!("held batches (final decisions, each agent's verdict, the input they rest on):");
+    for action in held {
+        let batch = action.batch.as_deref().unwrap_or("-");
+        let verdicts: Vec<String> = Agent::ALL
+            .iter()
+            .map(|agent| {
+                let verdict = action.evidence.verdicts.iter().find(|v| v.agent == *agent);
+                match verdict {
+                    Some(v) if v.critical => {
+                        format!("{agent} {} (critical)", v.assessment.as_str())
+                    }
+                    Some(v) => format!("{agent} {}", v.assessment.as_str()),
+                    None => format!("{agent} -"),
+                }
+            })
+            .collect();
+        println!(
+            "  {batch} ({}) {} at {}: {}",
+            action.line,
+            action.decision.map_or("-", Decision::as_str),
+            clock(action.ts_ms),
+            verdicts.join(", ")
+        );
+        println!(
+            "      reasons: {}",
+            action
+                .reasons
+                .iter()
+                .map(|r| r.summary())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let input: Vec<String> = action
+            .evidence
+            .input
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if !input.is_empty() {
+            println!("      input: {}", input.join(", "));
+        }
+        let injected = injected(report, batch);
+        if !injected.is_empty() {
+            println!("      injected: {injected}");
+        }
+    }
+}
+
+/// Line holds: critical findings escalated before the batch ended.
+fn print_line_holds(report: &DemoReport, finals: &[&Action], decisions: &BTreeMap<&str, &Action>) {
+    let holds: Vec<&&Action> = finals
+        .iter()
+        .filter(|a| a.kind == ActionKind::HoldLine)
+        .collect();
+    if holds.is_empty() {
+        return;
+    }
+    println!();
+    println!("line holds (escalated at the critical finding, before the batch ended):");
+    for hold in holds {
+        let batch = hold.batch.as_deref().unwrap_or("-");
+        let ahead = decisions
+            .get(batch)
+            .and_then(|decision| decision.evidence.batch_end_ms)
+            .map(|end| {
+                format!(
+                    ", {:.0} s before the batch end",
+                    (end - hold.ts_ms) as f64 / 1e3
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "  {} {batch} at {}{ahead}: {}",
+            hold.line,
+            clock(hold.ts_ms),
+            hold.reasons
+                .iter()
+                .map(|r| r.summary())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let injected = injected(report, batch);
+        if !injected.is_empty() {
+            println!("      injected: {injected}");
+        }
+    }
+}
+
+/// Maintenance windows, in the gaps between batches.
+fn print_maintenance(report: &DemoReport, finals: &[&Action]) {
+    let orders: Vec<&&Action> = finals
+        .iter()
+        .filter(|a| a.kind == ActionKind::ScheduleMaintenance)
+        .collect();
+    if orders.is_empty() {
+        return;
+    }
+    println!();
+    println!("maintenance windows (after the batch during which the need was found):");
+    for action in orders {
+        let Some(order) = &action.maintenance else {
+            continue;
+        };
+        let batch = action.batch.as_deref().unwrap_or("-");
+        let when = match order.urgent {
+            true => format!(
+                "now, {} (urgent, during {batch})",
+                clock(order.window_start_ms)
+            ),
+            false => format!("{} after {batch}", clock(order.window_start_ms)),
+        };
+        println!(
+            "  {} {} {}: {when}, {} min; {}",
+            action.line,
+            order.sensor,
+            order.work.as_str(),
+            order.duration_ms / 60_000,
+            order.findings.join("; ")
+        );
+        let injected = injected(report, batch);
+        if !injected.is_empty() {
+            println!("      injected: {injected}");
+        }
+    }
+}
+
+/// Decisions revised by later evidence before their batch sealed.
+fn print_superseded(report: &DemoReport) {
+    let revised: Vec<&Action> = report
+        .output
+        .actions
+        .iter()
+        .map(|(_, action)| action)
+        .filter(|a| a.supersedes.is_some() && !a.sealed)
+        .collect();
+    if revised.is_empty() {
+        return;
+    }
+    println!();
+    println!("superseded decisions (revised by later evidence before the batch sealed):");
+    for action in revised {
+        let previous = report
+            .output
+            .actions
+            .iter()
+            .map(|(_, a)| a)
+            .find(|a| Some(&a.action_id) == action.supersedes.as_ref());
+        let describe = |a: &Action| match a.kind {
+            ActionKind::BatchRelease => a.decision.map_or("-", Decision::as_str).to_owned(),
+            _ => format!("{} ({} findings)", kind_name(a.kind), a.evidence.anomalies),
+        };
+        println!(
+            "  {} {} revision {}: {} -> {} ({} anomalies now){}",
+            action.line,
+            action.batch.as_deref().unwrap_or("-"),
+            action.revision,
+            previous.map_or("?".to_owned(), describe),
+            describe(action),
+            action.evidence.anomalies,
+            if action.withdrawn { ", withdrawn" } else { "" }
+        );
+    }
+}
+
+fn kind_name(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::BatchRelease => "batch_release",
+        ActionKind::HoldLine => "hold_line",
+        ActionKind::ScheduleMaintenance => "schedule_maintenance",
+        ActionKind::Alert => "alert",
     }
 }
 

@@ -42,6 +42,8 @@ pub fn input_partitions(
         partition_count(settings, &settings.topics.readings, wait).map_err(missing_is_fatal)?;
     let batches =
         partition_count(settings, &settings.topics.batches, wait).map_err(missing_is_fatal)?;
+    let models =
+        partition_count(settings, &settings.topics.models, wait).map_err(missing_is_fatal)?;
     Ok(vec![
         (
             InputStream::Readings,
@@ -53,6 +55,7 @@ pub fn input_partitions(
             settings.topics.batches.clone(),
             batches,
         ),
+        (InputStream::Models, settings.topics.models.clone(), models),
     ])
 }
 
@@ -154,7 +157,7 @@ fn resolve_origin(
 ) -> Result<BTreeMap<(String, i32), i64>, BoxError> {
     let consumer: BaseConsumer = settings.client_config().create()?;
     let mut origin = BTreeMap::new();
-    for (_, topic, partitions) in inputs {
+    for (stream, topic, partitions) in inputs {
         for partition in 0..*partitions {
             let (low, high) =
                 consumer.fetch_watermarks(topic, partition, Duration::from_secs(30))?;
@@ -168,9 +171,11 @@ fn resolve_origin(
                     ))))
                 }
                 Some(&start) => start,
-                None => match settings.start_from {
-                    StartFrom::Earliest => low,
-                    StartFrom::Latest => high,
+                // Models are read whole whatever the start: the compacted
+                // topic is the current set of models.
+                None => match (stream, settings.start_from) {
+                    (InputStream::Models, _) | (_, StartFrom::Earliest) => low,
+                    (_, StartFrom::Latest) => high,
                 },
             };
             origin.insert(key, start);

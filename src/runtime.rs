@@ -35,6 +35,7 @@
 
 use crate::api::metrics::{EngineMetrics, LatencyStage};
 use scent_dataflows::quality_control::{quality_control, QualityControlConfig};
+use scent_operators::action_changelog::ChangelogConfig;
 use scent_operators::epoch_sink::{EpochOutput, EpochSink};
 use scent_operators::event_clock::{Epoch, EventClock, EventClockConfig, PartitionId};
 use scent_operators::ingest::{Ingested, Ingestor};
@@ -263,6 +264,17 @@ impl WorkerInput {
                 metrics.batch_events_in.inc();
                 *epoch
             }
+            Ingested::Model { epoch, record, .. } => {
+                metrics.model_records_in.inc();
+                tracing::info!(
+                    worker = self.worker,
+                    model = %record.name,
+                    version = %record.version,
+                    epoch,
+                    "model record read; it applies from this epoch on"
+                );
+                *epoch
+            }
             Ingested::Rejected(letter) => {
                 metrics.reject(letter.rejection.stage, letter.rejection.reason);
                 frontier
@@ -451,6 +463,10 @@ fn run_worker(
         let failed_emit = Rc::clone(&failed_emit);
         let metrics = metrics.clone();
         let qc_config = config.quality_control.clone();
+        let changelog = ChangelogConfig {
+            seal_after_ms: config.clock.allowed_lateness_ms,
+            epoch_ms: config.clock.epoch_ms,
+        };
         worker.dataflow::<Epoch, _, _>(move |scope| {
             let ((input, capability), items) =
                 scope.new_unordered_input::<CapacityContainerBuilder<Vec<SourceItem>>>();
@@ -458,7 +474,18 @@ fn run_worker(
                 SourceItem::Ingested(ingested) => Ok(ingested),
                 SourceItem::Advance(advance) => Err(advance),
             });
-            let flow = quality_control(ingested, &qc_config);
+            let flow = quality_control(ingested, &qc_config, changelog);
+            let late_metrics = metrics.clone();
+            flow.late_revisions.inspect(move |late| {
+                late_metrics.late_revisions.inc();
+                tracing::warn!(
+                    line = %late.subject.line,
+                    batch = late.subject.batch.as_deref().unwrap_or(""),
+                    kind = ?late.subject.kind,
+                    epoch = late.epoch,
+                    "a sealed batch's decision would have changed; the change is refused"
+                );
+            });
             let anomaly_metrics = metrics.clone();
             let (anomaly_probe, _) = flow
                 .anomalies

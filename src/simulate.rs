@@ -63,6 +63,7 @@ pub fn prefixed_topics(prefix: &str) -> Topics {
         actions: format!("{prefix}{}", defaults.actions),
         dead_letters: format!("{prefix}{}", defaults.dead_letters),
         progress: format!("{prefix}{}", defaults.progress),
+        models: format!("{prefix}{}", defaults.models),
     }
 }
 

@@ -33,7 +33,7 @@ impl RecordSource for KafkaSource {
     fn followers(&self) -> Vec<PartitionId> {
         KafkaSource::partitions(self)
             .iter()
-            .filter(|p| p.stream == InputStream::Batches)
+            .filter(|p| matches!(p.stream, InputStream::Batches | InputStream::Models))
             .map(|p| p.id())
             .collect()
     }

@@ -256,12 +256,19 @@ fn actions(rng: &mut Rng, n: usize) -> Vec<(Action, Option<SourceCoord>)> {
                 reasons,
                 evidence: Evidence {
                     batch_start_ms: (i % 2 == 0).then_some(1_699_999_000_000),
-                    batch_end_ms: 1_700_000_200_000 + i as i64,
+                    batch_end_ms: (i % 7 != 0).then_some(1_700_000_200_000 + i as i64),
                     anomalies: rng.below(50),
                     rules_version: "rules-v1 \"θ\"".into(),
+                    verdicts: Vec::new(),
+                    input: Vec::new(),
                 },
                 // Several actions share a timestamp, so the read order needs action_id too.
                 ts_ms: 1_700_000_200_000 + (i / 3) as i64 * 1000,
+                maintenance: None,
+                revision: 1 + (i % 3) as u32,
+                supersedes: (i % 3 != 0).then(|| format!("act-{:05}", i.saturating_sub(1))),
+                withdrawn: false,
+                sealed: i % 3 == 2,
             };
             let coord = (i % 5 != 0).then(|| SourceCoord {
                 topic: "scent.actions".into(),

@@ -148,6 +148,7 @@ fn engine_topics(input: &Topics, prefix: &str) -> Topics {
         actions: format!("{prefix}.actions"),
         dead_letters: format!("{prefix}.dlq"),
         progress: format!("{prefix}.progress"),
+        models: input.models.clone(),
     }
 }
 

@@ -38,18 +38,47 @@ fn the_demo_decides_every_batch_as_the_ground_truth_expects_and_writes_its_files
         "{stdout}"
     );
     assert!(stdout.contains("dead letters:"), "{stdout}");
-    // The injected events hold batches, each shown with its reasons and the
-    // event that caused it.
-    let held = stdout
-        .lines()
-        .filter(|line| line.starts_with("  B-"))
-        .count();
-    let injected = stdout
-        .lines()
-        .filter(|line| line.trim_start().starts_with("injected:"))
-        .count();
-    assert!(held >= 3, "{stdout}");
-    assert_eq!(held, injected, "{stdout}");
+    // The injected events hold batches, each shown with every agent's
+    // verdict, its reasons, the input it rests on and the event that caused
+    // it; the contamination is escalated as a line hold before its batch
+    // ended; sensor faults get maintenance windows after their batch.
+    let section = |title: &str| -> Vec<&str> {
+        stdout
+            .lines()
+            .skip_while(|line| !line.starts_with(title))
+            .skip(1)
+            .take_while(|line| !line.is_empty())
+            .collect()
+    };
+    let held = section("held batches");
+    let entries = held.iter().filter(|line| line.starts_with("  B-")).count();
+    assert!(entries >= 2, "{stdout}");
+    for label in ["reasons:", "input:", "injected:"] {
+        let count = held
+            .iter()
+            .filter(|line| line.trim_start().starts_with(label))
+            .count();
+        assert_eq!(count, entries, "{label} for every held batch: {stdout}");
+    }
+    assert!(
+        held.iter()
+            .any(|line| line.contains("quality fail (critical)")),
+        "{stdout}"
+    );
+    let line_holds = section("line holds");
+    assert!(
+        line_holds
+            .iter()
+            .any(|line| line.contains("before the batch end") && line.contains("contaminant")),
+        "{stdout}"
+    );
+    let maintenance = section("maintenance windows");
+    assert!(
+        maintenance
+            .iter()
+            .any(|line| line.contains(" repair: ") && line.contains(" after B-")),
+        "{stdout}"
+    );
 
     let actions = std::fs::read_to_string(dir.path().join("actions.jsonl")).unwrap();
     let decided: Vec<serde_json::Value> = actions
@@ -57,8 +86,12 @@ fn the_demo_decides_every_batch_as_the_ground_truth_expects_and_writes_its_files
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     assert!(decided.len() >= 15, "{} actions", decided.len());
-    assert!(decided.iter().any(|a| a["decision"] == "hold"));
-    assert!(decided.iter().all(|a| a["schema"] == "scent.action/v1"));
+    assert!(decided
+        .iter()
+        .any(|a| a["decision"] == "hold" && a["sealed"] == true));
+    assert!(decided.iter().any(|a| a["kind"] == "hold_line"));
+    assert!(decided.iter().any(|a| a["kind"] == "schedule_maintenance"));
+    assert!(decided.iter().all(|a| a["schema"] == "scent.action/v2"));
     let letters = std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap();
     assert_eq!(
         letters.lines().count(),

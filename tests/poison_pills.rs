@@ -988,7 +988,7 @@ fn assert_actions(actions: &[Value], batches: &[&BatchSpec], when: &str) {
             .iter()
             .find(|action| action["batch"] == batch.batch)
             .unwrap();
-        assert_eq!(action["schema"], "scent.action/v1");
+        assert_eq!(action["schema"], "scent.action/v2");
         assert_eq!(action["kind"], "batch_release");
         assert_eq!(action["line"], "L1");
         assert_eq!(action["product"], batch.product);

@@ -1,13 +1,16 @@
-//! The quality-control dataflow: from ingested records to batch decisions.
+//! The quality-control dataflow: from ingested records to actions.
 //!
 //! ```text
-//! ingested ──┬─ rejected ──────────────────────────────────────────────────────────▶ dead letters
+//! ingested ──┬─ rejected ───────────────────────────────────────────────────────────────▶ dead letters
+//!            ├─ (all) ─▶ input spans per batch ──────────────────────────────────────┐
 //!            ├─ readings ─▶ sensor stage ┬▶ flagged readings (QARTOD suspect/fail)    │
-//!            │                           ├▶ rolling anomalies ──────────────────────┐
-//!            │   (by sensor)             └▶ e-nose cycles ─┬▶ score fingerprints ────┤
-//!            │                                            └▶ training ─▶ models ──┘│
-//!            └─ batch events ─────────────────────────────────────────▶ training,  ▼
-//!                                                                     batch verdicts ─▶ actions
+//!            │   (by sensor)             ├▶ rolling anomalies ─────────────────────┐  │
+//!            │                           ├▶ presence, array health ────────────────┤  │
+//!            │                           └▶ e-nose cycles ─┬▶ score fingerprints ──┤  │
+//!            │                                            ├▶ training ─▶ models ──┤  │
+//!            │                                            └▶ quality index ─┐     │  │
+//!            ├─ models (scent.models) ─▶ forecast models ─────▶ forecasts ──┴─────┤  │
+//!            └─ batch events ─────────────────────────────────────────────────────┴──┴▶ agents ─▶ actions
 //! ```
 //!
 //! Logical time is the event-time epoch assigned by the source
@@ -15,26 +18,35 @@
 //! so every sensor's state lives on one worker. From the exposure cycles
 //! on, everything is a differential collection: the fingerprint models
 //! (fitted by [`crate::training`]), the cycles joined with them, the
-//! anomalies, and the batch verdicts (a reduce keyed by `(line, batch)`),
-//! so a new model version re-scores cycles and revises verdicts
-//! incrementally. The output is a function of the input alone: the number
-//! of workers and the arrival order within the allowed lateness do not
-//! change it.
+//! anomalies, the agents' verdicts and the orchestrator's decisions
+//! ([`crate::agents`]), so a new model version re-scores cycles and
+//! revises decisions incrementally, until the batch seals. The output is a
+//! function of the input alone: the number of workers and the arrival
+//! order within the allowed lateness do not change it.
 
-use crate::sensor_stage::{sensor_stage, FlaggedReading};
+use crate::agents::{agents, AgentInputs, Agents, AgentsConfig};
+use crate::predictive::{
+    line_forecasts, quality_index, ForecastModelUpdate, IndexPoint, LineForecast,
+};
+use crate::sensor_stage::{sensor_stage, FlaggedReading, SensorStageConfig};
 use crate::training::{fingerprint_models, TrainingConfig};
 use differential_dataflow::VecCollection;
-use scent_operators::batch_verdict::{BatchVerdicts, IntoCollection, VerdictPolicy};
+use scent_operators::action_changelog::{ChangelogConfig, LateRevision};
+use scent_operators::batch_verdict::{IntoCollection, VerdictPolicy};
 use scent_operators::event_clock::Epoch;
 use scent_operators::exposure_cycles::{Cycle, CycleConfig};
 use scent_operators::fingerprint::{FingerprintConfig, FingerprintModel, ScoreFingerprints};
 use scent_operators::ingest::Ingested;
-use scent_operators::model::{Action, Anomaly, BatchEvent, DeadLetter, Reading};
+use scent_operators::input_spans::BatchInputSpans;
+use scent_operators::model::{Action, AgentVerdict, Anomaly, BatchEvent, DeadLetter, Reading};
+use scent_operators::model_registry::{ModelContent, ModelRecord};
 use scent_operators::qc_flags::QcConfig;
 use scent_operators::rolling_anomaly::RollingAnomalyConfig;
+use scent_operators::sensor_health::HealthConfig;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 /// Parameters of the quality-control dataflow.
@@ -51,8 +63,12 @@ pub struct QualityControlConfig {
     pub fingerprint: FingerprintConfig,
     /// Which batches train the fingerprints.
     pub training: TrainingConfig,
-    /// How anomalies become batch decisions.
+    /// How many findings of a rule hold a batch.
     pub verdict: VerdictPolicy,
+    /// Clean-air health of the e-nose arrays.
+    pub sensor_health: HealthConfig,
+    /// The agents and the orchestrator.
+    pub agents: AgentsConfig,
 }
 
 impl QualityControlConfig {
@@ -61,11 +77,12 @@ impl QualityControlConfig {
     pub fn rules_version(&self) -> String {
         // The readable part names the detectors; the hash covers every
         // parameter (quality flags, cycles, fingerprints and their library,
-        // training, verdict thresholds), so two decisions with the same
-        // version were made by the same rules.
+        // training, verdict thresholds, sensor health, consensus policy),
+        // so two decisions with the same version were made by the same
+        // rules.
         let everything = serde_json::to_vec(self).expect("the configuration serialises");
         format!(
-            "{}+fingerprint-v1+{}",
+            "{}+fingerprint-v1+agents-v1+{}",
             self.anomaly.version(),
             &hex::encode(Sha256::digest(everything))[..12]
         )
@@ -85,8 +102,16 @@ pub struct QualityControl<'scope> {
     pub models: VecCollection<'scope, Epoch, (String, FingerprintModel)>,
     /// Anomalies of every detector.
     pub anomalies: VecCollection<'scope, Epoch, Anomaly>,
-    /// Batch-release actions.
+    /// The quality index of every line, per cycle window.
+    pub index: VecCollection<'scope, Epoch, IndexPoint>,
+    /// The predictive agent's forecasts.
+    pub forecasts: VecCollection<'scope, Epoch, LineForecast>,
+    /// Every agent's current verdict on every batch.
+    pub verdicts: VecCollection<'scope, Epoch, AgentVerdict>,
+    /// The actions to send (the changelog: revisions, seals).
     pub actions: VecCollection<'scope, Epoch, Action>,
+    /// Changes of sealed batches that were refused.
+    pub late_revisions: StreamVec<'scope, Epoch, LateRevision>,
     /// Records rejected at ingest.
     pub dead_letters: StreamVec<'scope, Epoch, DeadLetter>,
 }
@@ -94,57 +119,125 @@ pub struct QualityControl<'scope> {
 enum Valid {
     Reading(Reading),
     Batch(BatchEvent),
+    Model(ModelRecord),
 }
 
-/// Builds the quality-control dataflow over a stream of ingested records.
+/// Builds the quality-control dataflow over a stream of ingested records;
+/// `changelog` says when batches seal (the allowed lateness and the epoch
+/// width of the event clock).
 // The `Result`s built for `ok_err` are routed at once, never stored or
 // propagated: boxing the dead letter would only add an allocation.
 #[allow(clippy::result_large_err)]
 pub fn quality_control<'scope>(
     ingested: StreamVec<'scope, Epoch, Ingested>,
     config: &QualityControlConfig,
+    changelog: ChangelogConfig,
 ) -> QualityControl<'scope> {
+    let spans = ingested.clone().batch_input_spans();
     let (valid, dead_letters): (StreamVec<'scope, Epoch, Valid>, _) =
         ingested.ok_err(|item| match item {
             Ingested::Reading { reading, .. } => Ok(Valid::Reading(reading)),
             Ingested::Batch { event, .. } => Ok(Valid::Batch(event)),
+            Ingested::Model { record, .. } => Ok(Valid::Model(record)),
             Ingested::Rejected(letter) => Err(letter),
         });
-    let (readings, batch_events): (StreamVec<'scope, Epoch, Reading>, _) =
-        valid.ok_err(|item| match item {
-            Valid::Reading(reading) => Ok(reading),
-            Valid::Batch(event) => Err(event),
+    let (readings, rest): (
+        StreamVec<'scope, Epoch, Reading>,
+        StreamVec<'scope, Epoch, Valid>,
+    ) = valid.ok_err(|item| match item {
+        Valid::Reading(reading) => Ok(reading),
+        other => Err(other),
+    });
+    let (batch_events, model_records): (StreamVec<'scope, Epoch, BatchEvent>, _) =
+        rest.ok_err(|item| match item {
+            Valid::Batch(event) => Ok(event),
+            Valid::Model(record) => Err(record),
+            Valid::Reading(_) => unreachable!("readings were split off above"),
         });
+    let forecast_models = model_records.map(|record| match record.content {
+        ModelContent::Forecast {
+            product,
+            model_json,
+        } => ForecastModelUpdate {
+            product,
+            version: record.version,
+            model_json,
+        },
+    });
     let mut policy = config.verdict.clone();
     if policy.rules_version.is_empty() {
         policy.rules_version = config.rules_version();
     }
     let stage = sensor_stage(
         readings.clone(),
-        config.anomaly,
-        config.cycles,
-        config.quality.clone(),
+        SensorStageConfig {
+            anomaly: config.anomaly,
+            cycles: config.cycles,
+            quality: config.quality.clone(),
+            health: config.sensor_health.clone(),
+        },
     );
-    let rolling = stage.anomalies;
+    let batch_events = batch_events.into_collection();
     let cycles = stage.cycles.into_collection();
     let models = fingerprint_models(
         cycles.clone(),
-        batch_events.clone().into_collection(),
+        batch_events.clone(),
         config.training,
         &config.fingerprint,
     );
     let fingerprint_anomalies = cycles
         .clone()
         .score_fingerprints(models.clone(), &config.fingerprint);
-    let anomalies = rolling.into_collection().concat(fingerprint_anomalies);
-    let actions = anomalies.clone().batch_verdicts(batch_events, policy);
+    let anomalies = stage
+        .anomalies
+        .into_collection()
+        .concat(fingerprint_anomalies);
+    let index = quality_index(cycles.clone(), models.clone(), config.cycles.cycle_ms);
+    let forecasts = line_forecasts(index.clone(), forecast_models, &config.agents.predictive);
+    let agents = match config.agents.enabled {
+        true => agents(
+            AgentInputs {
+                batch_events,
+                anomalies: anomalies.clone(),
+                presence: stage.presence.into_collection(),
+                health: stage.health.into_collection(),
+                models: models.clone(),
+                forecasts: forecasts.clone(),
+                spans,
+            },
+            &policy,
+            &config.agents,
+            changelog,
+        ),
+        false => Agents {
+            verdicts: nothing(anomalies.inner.scope()),
+            actions: nothing(anomalies.inner.scope()),
+            late_revisions: timely::dataflow::operators::vec::ToStream::to_stream(
+                Vec::new(),
+                anomalies.inner.scope(),
+            ),
+        },
+    };
     QualityControl {
         readings,
         flagged: stage.flagged,
         cycles,
         models,
         anomalies,
-        actions,
+        index,
+        forecasts,
+        verdicts: agents.verdicts,
+        actions: agents.actions,
+        late_revisions: agents.late_revisions,
         dead_letters,
     }
+}
+
+/// An empty collection: the outputs of the agents when they are disabled.
+fn nothing<'scope, D: Clone + 'static>(
+    scope: timely::dataflow::Scope<'scope, Epoch>,
+) -> VecCollection<'scope, Epoch, D> {
+    use differential_dataflow::AsCollection;
+    timely::dataflow::operators::vec::ToStream::to_stream(Vec::<(D, Epoch, isize)>::new(), scope)
+        .as_collection()
 }

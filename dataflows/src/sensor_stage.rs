@@ -6,7 +6,10 @@
 //! every per-sensor kernel sees them in that order: the QARTOD quality
 //! flags (`scent_operators::qc_flags`), the rolling detectors (z-score,
 //! flat line, gap: `scent_operators::rolling_anomaly`) and the cycle builder
-//! of the e-nose arrays (`scent_operators::exposure_cycles`).
+//! of the e-nose arrays (`scent_operators::exposure_cycles`), the
+//! clean-air health of the arrays (`scent_operators::sensor_health`: a
+//! baseline sample per gap between batches, assessed against the array's
+//! history) and the record of which sensors reported in which batch.
 //!
 //! The quality flags gate the fingerprints: a reading whose aggregate flag
 //! is `fail` (out of its gross range, a spike, a stuck channel, a jump back
@@ -23,10 +26,15 @@
 
 use scent_operators::event_clock::Epoch;
 use scent_operators::exposure_cycles::{Cycle, CycleBuilder, CycleConfig};
+use scent_operators::maintenance_agent::{HealthReport, SensorPresence};
 use scent_operators::model::{Anomaly, EventTimeMs, Reading, SensorKind};
 use scent_operators::qc_flags::{QcConfig, QcFlag, QcInput, QcResult, SensorQc};
 use scent_operators::rolling_anomaly::{RollingAnomalyConfig, RollingAnomalyDetector};
 use scent_operators::sensor_epochs::{SensorEpochs, SensorMap};
+use scent_operators::sensor_health::{
+    assess, BaselineSample, CleanAirSample, CleanAirSampler, HealthConfig, HealthStatus,
+    ResponseSample,
+};
 use serde::Serialize;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::StreamVec;
@@ -93,12 +101,76 @@ impl FlaggedReading {
     }
 }
 
-/// The quality state of one sensor: its flagger and the reading waiting
-/// for the next one (the spike test's look-ahead).
+/// The state of one sensor: its flagger, the reading waiting for the next
+/// one (the spike test's look-ahead), the batch it last reported in, and
+/// for an e-nose array its clean-air health.
 #[derive(Default)]
 struct SensorQuality {
     qc: SensorQc,
     waiting: Option<Reading>,
+    batch: Option<String>,
+    health: Option<ArrayHealth>,
+}
+
+/// The clean-air history of one e-nose array.
+struct ArrayHealth {
+    sampler: CleanAirSampler,
+    baselines: Vec<BaselineSample>,
+    responses: Vec<ResponseSample>,
+    status: HealthStatus,
+}
+
+impl ArrayHealth {
+    fn new(config: &HealthConfig) -> Self {
+        ArrayHealth {
+            sampler: CleanAirSampler::new(config),
+            baselines: Vec::new(),
+            responses: Vec::new(),
+            status: HealthStatus::Healthy,
+        }
+    }
+
+    /// Folds a reading in; on the first reading of a batch after a usable
+    /// clean-air window, the array's health as of that window.
+    fn observe(&mut self, reading: &Reading, config: &HealthConfig) -> Option<HealthReport> {
+        let sample =
+            self.sampler
+                .observe(reading.ts_ms, reading.product.as_deref(), &reading.values)?;
+        match sample {
+            CleanAirSample::Response(response) => {
+                self.responses.push(response);
+                None
+            }
+            CleanAirSample::Baseline(baseline) => {
+                let now_ms = baseline.end_ms;
+                self.baselines.push(baseline);
+                let health = assess(&self.baselines, &self.responses, now_ms, config);
+                let previous = std::mem::replace(&mut self.status, health.status);
+                Some(HealthReport {
+                    line: reading.line.clone(),
+                    sensor: reading.sensor.clone(),
+                    batch: reading.batch.clone()?,
+                    health,
+                    previous,
+                })
+            }
+        }
+    }
+}
+
+/// Everything the per-sensor kernels produce from one epoch.
+#[derive(Default)]
+pub struct SensorOutputs {
+    /// Anomalies of the rolling detectors.
+    pub anomalies: Vec<Anomaly>,
+    /// Completed e-nose cycles.
+    pub cycles: Vec<Cycle>,
+    /// Readings flagged `suspect` or worse.
+    pub flagged: Vec<FlaggedReading>,
+    /// A sensor's first reading in a batch.
+    pub presence: Vec<SensorPresence>,
+    /// An e-nose array's health, at each clean-air sample.
+    pub health: Vec<HealthReport>,
 }
 
 /// The per-sensor kernels of one worker, run together over one completed
@@ -108,16 +180,31 @@ pub struct SensorKernels {
     detector: RollingAnomalyDetector,
     builder: CycleBuilder,
     quality: QcConfig,
+    health: HealthConfig,
     sensors: SensorMap<SensorQuality>,
+}
+
+/// Parameters of the per-sensor kernels.
+#[derive(Debug, Clone, Default)]
+pub struct SensorStageConfig {
+    /// Rolling detectors.
+    pub anomaly: RollingAnomalyConfig,
+    /// Exposure cycles.
+    pub cycles: CycleConfig,
+    /// QARTOD flags.
+    pub quality: QcConfig,
+    /// Clean-air health of the e-nose arrays.
+    pub health: HealthConfig,
 }
 
 impl SensorKernels {
     /// Kernels with the given parameters and no state.
-    pub fn new(anomaly: RollingAnomalyConfig, cycles: CycleConfig, quality: QcConfig) -> Self {
+    pub fn new(config: SensorStageConfig) -> Self {
         SensorKernels {
-            detector: RollingAnomalyDetector::new(anomaly),
-            builder: CycleBuilder::new(cycles),
-            quality,
+            detector: RollingAnomalyDetector::new(config.anomaly),
+            builder: CycleBuilder::new(config.cycles),
+            quality: config.quality,
+            health: config.health,
             sensors: SensorMap::default(),
         }
     }
@@ -125,17 +212,32 @@ impl SensorKernels {
     /// Sorts one epoch's readings into `(line, sensor, ts, seq)` order, runs
     /// them through every kernel and appends the outputs; drains `readings`
     /// (each sensor's last reading waits for the next one's spike test).
-    pub fn process(
-        &mut self,
-        readings: &mut Vec<Reading>,
-        anomalies: &mut Vec<Anomaly>,
-        cycles: &mut Vec<Cycle>,
-        flagged: &mut Vec<FlaggedReading>,
-    ) {
+    pub fn process(&mut self, readings: &mut Vec<Reading>, out: &mut SensorOutputs) {
+        let SensorOutputs {
+            anomalies,
+            cycles,
+            flagged,
+            presence,
+            health,
+        } = out;
         // `process` sorts the readings into (line, sensor, ts, seq) order.
         self.detector.process(readings, anomalies);
         for reading in readings.drain(..) {
             let state = self.sensors.entry(&reading.line, &reading.sensor);
+            if reading.batch.is_some() && state.batch != reading.batch {
+                state.batch = reading.batch.clone();
+                presence.push(SensorPresence {
+                    line: reading.line.clone(),
+                    batch: reading.batch.clone().unwrap_or_default(),
+                    sensor: reading.sensor.clone(),
+                    kind: reading.kind,
+                });
+            }
+            if reading.kind == SensorKind::Enose {
+                let config = &self.health;
+                let array = state.health.get_or_insert_with(|| ArrayHealth::new(config));
+                health.extend(array.observe(&reading, config));
+            }
             let input = QcInput {
                 ts_ms: reading.ts_ms,
                 seq: reading.seq,
@@ -164,6 +266,8 @@ enum SensorOutput {
     Anomaly(Anomaly),
     Cycle(Cycle),
     Flagged(FlaggedReading),
+    Presence(SensorPresence),
+    Health(HealthReport),
 }
 
 /// The outputs of the per-sensor stage.
@@ -174,6 +278,10 @@ pub struct SensorStage<'scope> {
     pub cycles: StreamVec<'scope, Epoch, Cycle>,
     /// Readings flagged `suspect` or worse.
     pub flagged: StreamVec<'scope, Epoch, FlaggedReading>,
+    /// Each sensor's first reading in each batch.
+    pub presence: StreamVec<'scope, Epoch, SensorPresence>,
+    /// The e-nose arrays' health, at each clean-air sample.
+    pub health: StreamVec<'scope, Epoch, HealthReport>,
 }
 
 /// Runs the per-sensor kernels; every output is at the epoch of the
@@ -183,21 +291,28 @@ pub struct SensorStage<'scope> {
 #[allow(clippy::result_large_err)]
 pub fn sensor_stage<'scope>(
     readings: StreamVec<'scope, Epoch, Reading>,
-    anomaly: RollingAnomalyConfig,
-    cycles: CycleConfig,
-    quality: QcConfig,
+    config: SensorStageConfig,
 ) -> SensorStage<'scope> {
-    let mut kernel = SensorKernels::new(anomaly, cycles, quality);
-    let (mut anomalies, mut completed, mut flagged) = (Vec::new(), Vec::new(), Vec::new());
+    let mut kernel = SensorKernels::new(config);
+    let mut outputs = SensorOutputs::default();
     let output: StreamVec<'scope, Epoch, SensorOutput> =
         readings.sensor_epochs("SensorStage", move |readings, output| {
-            kernel.process(readings, &mut anomalies, &mut completed, &mut flagged);
+            kernel.process(readings, &mut outputs);
+            let SensorOutputs {
+                anomalies,
+                cycles,
+                flagged,
+                presence,
+                health,
+            } = &mut outputs;
             output.extend(
                 anomalies
                     .drain(..)
                     .map(SensorOutput::Anomaly)
-                    .chain(completed.drain(..).map(SensorOutput::Cycle))
-                    .chain(flagged.drain(..).map(SensorOutput::Flagged)),
+                    .chain(cycles.drain(..).map(SensorOutput::Cycle))
+                    .chain(flagged.drain(..).map(SensorOutput::Flagged))
+                    .chain(presence.drain(..).map(SensorOutput::Presence))
+                    .chain(health.drain(..).map(SensorOutput::Health)),
             );
         });
     let (anomalies, rest): (_, StreamVec<'scope, Epoch, SensorOutput>) =
@@ -205,14 +320,26 @@ pub fn sensor_stage<'scope>(
             SensorOutput::Anomaly(anomaly) => Ok(anomaly),
             other => Err(other),
         });
-    let (cycles, flagged) = rest.ok_err(|item| match item {
-        SensorOutput::Cycle(cycle) => Ok(cycle),
-        SensorOutput::Flagged(flagged) => Err(flagged),
-        SensorOutput::Anomaly(_) => unreachable!("anomalies were split off above"),
+    let (cycles, rest): (_, StreamVec<'scope, Epoch, SensorOutput>) =
+        rest.ok_err(|item| match item {
+            SensorOutput::Cycle(cycle) => Ok(cycle),
+            other => Err(other),
+        });
+    let (flagged, rest): (_, StreamVec<'scope, Epoch, SensorOutput>) =
+        rest.ok_err(|item| match item {
+            SensorOutput::Flagged(flagged) => Ok(flagged),
+            other => Err(other),
+        });
+    let (presence, health) = rest.ok_err(|item| match item {
+        SensorOutput::Presence(presence) => Ok(presence),
+        SensorOutput::Health(report) => Err(report),
+        _ => unreachable!("anomalies, cycles and flags were split off above"),
     });
     SensorStage {
         anomalies,
         cycles,
         flagged,
+        presence,
+        health,
     }
 }

@@ -270,8 +270,9 @@ cmd_topics() {
     "scent.readings:${SCENT_READINGS_PARTITIONS:-4}"
     "scent.batches:${SCENT_BATCHES_PARTITIONS:-1}"
     "scent.actions:${SCENT_ACTIONS_PARTITIONS:-4}"
-    "scent.readings.dlq:${SCENT_DLQ_PARTITIONS:-1}"
+    "scent.readings.dlq:${SCENT_DLQ_PARTITIONS:-1}:max.message.bytes=67174400"
     "scent.progress:1:cleanup.policy=delete,retention.ms=-1,retention.bytes=-1"
+    "scent.models:1:cleanup.policy=compact,max.message.bytes=67174400"
   )
   local -a extra_specs=()
   if [[ -n "${SCENT_KAFKA_EXTRA_TOPICS:-}" ]]; then

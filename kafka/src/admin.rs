@@ -60,7 +60,8 @@ pub async fn create_topics(
 
 /// The default topics of scent with the given readings partition count.
 /// The progress topic has one partition and keeps every record: a restart
-/// reads it whole (see [`crate::progress`]).
+/// reads it whole (see [`crate::progress`]). The models topic is compacted:
+/// it keeps the latest record of every model name.
 pub fn default_topics(settings: &KafkaSettings, readings_partitions: i32) -> Vec<TopicSpec> {
     let topics = &settings.topics;
     let spec = |name: &String, partitions| TopicSpec {
@@ -72,7 +73,11 @@ pub fn default_topics(settings: &KafkaSettings, readings_partitions: i32) -> Vec
         spec(&topics.readings, readings_partitions),
         spec(&topics.batches, 1),
         spec(&topics.actions, readings_partitions),
-        spec(&topics.dead_letters, 1),
+        TopicSpec {
+            // A rejected record is kept whole, up to the largest model record.
+            config: vec![("max.message.bytes", "67174400")],
+            ..spec(&topics.dead_letters, 1)
+        },
         TopicSpec {
             config: vec![
                 ("cleanup.policy", "delete"),
@@ -80,6 +85,15 @@ pub fn default_topics(settings: &KafkaSettings, readings_partitions: i32) -> Vec
                 ("retention.bytes", "-1"),
             ],
             ..spec(&topics.progress, 1)
+        },
+        TopicSpec {
+            // The latest version of every model, kept forever; a model is
+            // a few megabytes.
+            config: vec![
+                ("cleanup.policy", "compact"),
+                ("max.message.bytes", "67174400"),
+            ],
+            ..spec(&topics.models, 1)
         },
     ]
 }

@@ -2,7 +2,7 @@
 //!
 //! **Actions** (`scent.actions`): key = the batch (or the line for
 //! line-scoped actions), value = the JSON of [`Action`] plus `schema`
-//! (`scent.action/v1`) and `ts` (RFC 3339 rendering of `ts_ms`).
+//! (`scent.action/v2`) and `ts` (RFC 3339 rendering of `ts_ms`).
 //!
 //! **Dead letters** (`scent.readings.dlq`): key and value are the original
 //! record's, byte for byte; headers say why and where from, mirroring Kafka
@@ -28,8 +28,15 @@ use scent_operators::model::{
 use scent_operators::wire::format_timestamp;
 use serde::{Deserialize, Serialize};
 
-/// The `schema` value of action messages.
-pub const ACTION_SCHEMA: &str = "scent.action/v1";
+/// The `schema` value of action messages. Version 2 added the changelog
+/// (`revision`, `supersedes`, `withdrawn`, `sealed`), the agents' verdicts
+/// and input spans in the evidence, maintenance orders, and a nullable
+/// `evidence.batch_end_ms`.
+pub const ACTION_SCHEMA: &str = "scent.action/v2";
+
+/// The first version of the action schema, still decoded: its actions read
+/// as revision 1, not sealed.
+pub const ACTION_SCHEMA_V1: &str = "scent.action/v1";
 
 /// Prefix of dead-letter headers.
 pub const DLQ_HEADER_PREFIX: &str = "__scent.errors.";
@@ -70,7 +77,7 @@ pub fn decode_action(topic: &str, payload: &[u8]) -> Result<Action, KafkaError> 
     };
     let message: ActionIn =
         serde_json::from_slice(payload).map_err(|error| malformed(error.to_string()))?;
-    if message.schema != ACTION_SCHEMA {
+    if message.schema != ACTION_SCHEMA && message.schema != ACTION_SCHEMA_V1 {
         return Err(malformed(format!("unknown schema {:?}", message.schema)));
     }
     Ok(message.action)
@@ -167,12 +174,19 @@ mod tests {
             reasons: vec![],
             evidence: Evidence::default(),
             ts_ms: 1_795_514_400_000,
+            maintenance: None,
+            revision: 2,
+            supersedes: Some("00fe".into()),
+            withdrawn: false,
+            sealed: true,
         };
         let bytes = encode_action(&action);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["schema"], ACTION_SCHEMA);
         assert_eq!(json["ts"], "2026-11-24T10:00:00.000Z");
         assert_eq!(json["decision"], "release");
+        assert_eq!(json["revision"], 2);
+        assert_eq!(json["sealed"], true);
         assert_eq!(decode_action("t", &bytes).unwrap(), action);
     }
 

@@ -58,6 +58,12 @@ pub struct OutgoingRecord<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+/// The largest message scent writes: a model record of the largest size
+/// the engine accepts (`scent_operators::model_registry::MAX_MODEL_BYTES`),
+/// dead-lettered whole, plus room for headers. The dead-letter and models
+/// topics are created to accept it.
+pub const MAX_MESSAGE_BYTES: usize = scent_operators::model_registry::MAX_MODEL_BYTES + 64 * 1024;
+
 /// A producer with backpressure on a full queue.
 pub struct RecordProducer {
     producer: BaseProducer<FailureContext>,
@@ -96,13 +102,16 @@ impl RecordProducer {
         Self::create(config)
     }
 
-    /// An idempotent, lz4-compressing producer from `config`.
+    /// An idempotent, lz4-compressing producer from `config`. Messages may
+    /// be as large as a dead-lettered model record
+    /// ([`MAX_MESSAGE_BYTES`]): a rejected record is kept whole.
     fn create(mut config: rdkafka::ClientConfig) -> Result<Self, KafkaError> {
         let context = FailureContext::default();
         let first_failure = Arc::clone(&context.first_failure);
         let producer = config
             .set("enable.idempotence", "true")
             .set("compression.type", "lz4")
+            .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string())
             .create_with_context(context)
             .map_err(|error| KafkaError::Config(error.to_string()))?;
         Ok(RecordProducer {

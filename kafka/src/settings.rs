@@ -19,6 +19,8 @@ pub struct Topics {
     /// What the engine has committed, and from where it replays (one
     /// partition, infinite retention).
     pub progress: String,
+    /// Trained models (input; compacted: the latest version per model).
+    pub models: String,
 }
 
 impl Default for Topics {
@@ -29,6 +31,7 @@ impl Default for Topics {
             actions: "scent.actions".into(),
             dead_letters: "scent.readings.dlq".into(),
             progress: "scent.progress".into(),
+            models: "scent.models".into(),
         }
     }
 }
@@ -119,6 +122,7 @@ impl KafkaSettings {
         let topics = [
             ("kafka.topics.readings", &self.topics.readings),
             ("kafka.topics.batches", &self.topics.batches),
+            ("kafka.topics.models", &self.topics.models),
             ("kafka.topics.actions", &self.topics.actions),
             ("kafka.topics.dead_letters", &self.topics.dead_letters),
             ("kafka.topics.progress", &self.topics.progress),

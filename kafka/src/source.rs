@@ -46,6 +46,7 @@ pub fn stream_index(stream: InputStream) -> u8 {
     match stream {
         InputStream::Readings => 0,
         InputStream::Batches => 1,
+        InputStream::Models => 2,
     }
 }
 
@@ -269,9 +270,11 @@ impl KafkaSource {
                     let (low, high) = consumer
                         .fetch_watermarks(&key.0, key.1, Duration::from_secs(30))
                         .map_err(|error| KafkaError::broker("fetch watermarks", error))?;
-                    match settings.start_from {
-                        StartFrom::Earliest => low,
-                        StartFrom::Latest => high,
+                    // Models are read whole whatever the start: the
+                    // compacted topic is the current set of models.
+                    match (partition.stream, settings.start_from) {
+                        (InputStream::Models, _) | (_, StartFrom::Earliest) => low,
+                        (_, StartFrom::Latest) => high,
                     }
                 }
             };

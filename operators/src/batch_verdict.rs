@@ -1,34 +1,28 @@
-//! Batch verdicts: release or hold a batch when it ends, with the reasons.
+//! Verdict policy and reasons: how many findings of a rule hold a batch,
+//! and how anomalies are summarised into the reasons a decision names.
 //!
-//! A differential `reduce` keyed by `(line, batch)` over two kinds of
-//! evidence: the batch's lifecycle events and the anomalies raised on
-//! readings taken during the batch. Once the batch's `end` event is present,
-//! the reduction yields one [`Action`] of kind `batch_release`:
+//! * [`VerdictPolicy`]: per rule, the findings on one sensor that hold a
+//!   batch: a few z-score outliers may be noise, a single gap or flat line
+//!   is a fault, a fingerprint alarm or a contaminant match must repeat
+//!   (a single cycle is more often a spike than a contamination);
+//! * [`summarise`]: anomalies grouped by `(sensor, rule)` into
+//!   [`Reason`]s (count, strongest statistic, first and last event time,
+//!   contributing channels, the contaminant matched most often);
+//! * [`action_id`]: the deterministic id of an action, a hash of its
+//!   content;
+//! * [`IntoCollection`]: a timely stream as a differential collection of
+//!   insertions.
 //!
-//! * anomalies are grouped by `(sensor, rule)` into [`Reason`]s (count,
-//!   strongest statistic, first and last event time, contributing channels);
-//! * a reason **holds** the batch when its count reaches the rule's minimum
-//!   ([`VerdictPolicy`]): a few z-score outliers may be noise, a single gap
-//!   or flat line is a fault;
-//! * the decision is `hold` with the holding reasons (strongest first), or
-//!   `release` with none.
-//!
-//! The action id is a hash of everything the decision says, so the same
-//! input always produces the same id. Because this is a differential
-//! collection, anomalies that arrive for a batch after its verdict retract
-//! the old action and produce a new one (with a new id); the sink reports
-//! only additions. Memory: the anomalies and the two lifecycle events of
-//! every batch seen, in the reduce's arrangement.
+//! The agents that apply the policy are `crate::quality_agent` (product
+//! findings), `crate::maintenance_agent` (instrument findings) and
+//! `crate::consensus` (the release decision).
 
 use crate::event_clock::Epoch;
-use crate::model::{
-    Action, ActionKind, Anomaly, AnomalyRule, BatchEvent, BatchPhase, Decision, Evidence, Reason,
-};
+use crate::model::{Action, Anomaly, AnomalyRule, Reason};
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 /// How anomalies turn into decisions.
@@ -37,8 +31,16 @@ use timely::dataflow::StreamVec;
 pub struct VerdictPolicy {
     /// Plant identifier written into actions.
     pub plant: String,
-    /// z-score outliers on one sensor that hold a batch.
+    /// z-score outliers on one sensor that hold a batch (counting only
+    /// outliers in runs of at least `min_zscore_run`).
     pub min_zscore_count: u64,
+    /// Consecutive z-score outliers of one sensor that make a product
+    /// finding; shorter runs are isolated spikes of the instrument.
+    pub min_zscore_run: u64,
+    /// Findings of a sensor within this time of its own flat-line or gap
+    /// findings are attributed to that fault, not to the product (a stuck
+    /// array's cycles leave the fingerprint because the array is stuck).
+    pub fault_margin_ms: i64,
     /// Flat-line readings on one sensor that hold a batch.
     pub min_flat_line_count: u64,
     /// Gaps on one sensor that hold a batch.
@@ -59,6 +61,8 @@ impl Default for VerdictPolicy {
         VerdictPolicy {
             plant: "p1".into(),
             min_zscore_count: 3,
+            min_zscore_run: 3,
+            fault_margin_ms: 60_000,
             min_flat_line_count: 1,
             min_gap_count: 1,
             min_fingerprint_count: 2,
@@ -69,7 +73,8 @@ impl Default for VerdictPolicy {
 }
 
 impl VerdictPolicy {
-    fn minimum(&self, rule: AnomalyRule) -> u64 {
+    /// The findings of `rule` on one sensor that hold a batch (at least 1).
+    pub fn minimum(&self, rule: AnomalyRule) -> u64 {
         match rule {
             AnomalyRule::ZScore => self.min_zscore_count,
             AnomalyRule::FlatLine => self.min_flat_line_count,
@@ -81,15 +86,6 @@ impl VerdictPolicy {
         }
         .max(1)
     }
-}
-
-/// One piece of evidence about a batch.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum BatchEvidence {
-    /// A lifecycle event.
-    Lifecycle(BatchEvent),
-    /// An anomaly raised during the batch.
-    Anomaly(Anomaly),
 }
 
 /// Groups anomalies into reasons, one per `(sensor, rule)`.
@@ -143,141 +139,15 @@ pub fn summarise<'a>(anomalies: impl IntoIterator<Item = &'a Anomaly>) -> Vec<Re
         .collect()
 }
 
-/// The pure decision for one batch, from all its evidence; `None` until
-/// the batch has ended.
-pub fn decide(
-    line: &str,
-    batch: &str,
-    evidence: &[&BatchEvidence],
-    policy: &VerdictPolicy,
-) -> Option<Action> {
-    let mut start = None;
-    let mut end = None;
-    let mut anomalies = Vec::new();
-    for item in evidence {
-        match item {
-            BatchEvidence::Lifecycle(event) if event.event == BatchPhase::Start => {
-                start = Some(start.map_or(event.ts_ms, |s: i64| s.min(event.ts_ms)))
-            }
-            BatchEvidence::Lifecycle(event) => {
-                if end
-                    .as_ref()
-                    .is_none_or(|e: &&BatchEvent| event.ts_ms < e.ts_ms)
-                {
-                    end = Some(event);
-                }
-            }
-            BatchEvidence::Anomaly(anomaly) => anomalies.push(anomaly),
-        }
-    }
-    let end = end?;
-    let mut reasons: Vec<Reason> = summarise(anomalies.iter().copied())
-        .into_iter()
-        .filter(|reason| reason.count >= policy.minimum(reason.rule))
-        .collect();
-    reasons.sort_by(|a, b| {
-        let strength = |r: &Reason| r.max_statistic / r.limit.max(f64::MIN_POSITIVE);
-        strength(b).total_cmp(&strength(a)).then_with(|| a.cmp(b))
-    });
-    let decision = if reasons.is_empty() {
-        Decision::Release
-    } else {
-        Decision::Hold
-    };
-    let evidence = Evidence {
-        batch_start_ms: start,
-        batch_end_ms: end.ts_ms,
-        anomalies: anomalies.len() as u64,
-        rules_version: policy.rules_version.clone(),
-    };
-    let mut action = Action {
-        action_id: String::new(),
-        kind: ActionKind::BatchRelease,
-        plant: policy.plant.clone(),
-        line: line.to_owned(),
-        batch: Some(batch.to_owned()),
-        product: Some(end.product.clone()),
-        decision: Some(decision),
-        reasons,
-        evidence,
-        ts_ms: end.ts_ms,
-    };
-    action.action_id = action_id(&action);
-    Some(action)
-}
-
 /// A deterministic id: the first 128 bits of SHA-256 over the action's
 /// content (everything but the id itself), hex-encoded.
 pub fn action_id(action: &Action) -> String {
-    let content = serde_json::to_vec(&(
-        action.kind,
-        &action.plant,
-        &action.line,
-        &action.batch,
-        &action.product,
-        action.decision,
-        &action.reasons,
-        &action.evidence,
-        action.ts_ms,
-    ))
+    let content = serde_json::to_vec(&Action {
+        action_id: String::new(),
+        ..action.clone()
+    })
     .expect("actions always serialise");
     hex::encode(&Sha256::digest(&content)[..16])
-}
-
-/// Extension trait: batch verdicts from anomalies and lifecycle events.
-pub trait BatchVerdicts<'scope> {
-    /// Decides every batch whose end event has arrived, at the epoch of
-    /// that event; returns the collection of `batch_release` actions.
-    fn batch_verdicts(
-        self,
-        batch_events: StreamVec<'scope, Epoch, BatchEvent>,
-        policy: VerdictPolicy,
-    ) -> VecCollection<'scope, Epoch, Action>;
-}
-
-impl<'scope> BatchVerdicts<'scope> for VecCollection<'scope, Epoch, Anomaly> {
-    fn batch_verdicts(
-        self,
-        batch_events: StreamVec<'scope, Epoch, BatchEvent>,
-        policy: VerdictPolicy,
-    ) -> VecCollection<'scope, Epoch, Action> {
-        let anomalies = self.flat_map(|anomaly| {
-            let batch = anomaly.batch.clone()?;
-            Some((
-                (anomaly.line.clone(), batch),
-                BatchEvidence::Anomaly(anomaly),
-            ))
-        });
-        let lifecycle = batch_events
-            .map(|event| {
-                let key = (event.line.clone(), event.batch.clone());
-                (key, BatchEvidence::Lifecycle(event))
-            })
-            .into_collection();
-        anomalies
-            .concat(lifecycle)
-            .reduce_named("BatchVerdicts", move |(line, batch), evidence, output| {
-                let items: Vec<&BatchEvidence> = evidence
-                    .iter()
-                    .filter(|(_, count)| *count > 0)
-                    .map(|(item, _)| *item)
-                    .collect();
-                if let Some(action) = decide(line, batch, &items, &policy) {
-                    output.push((action, 1));
-                }
-            })
-            .map(|(_key, action)| action)
-    }
-}
-
-impl<'scope> BatchVerdicts<'scope> for StreamVec<'scope, Epoch, Anomaly> {
-    fn batch_verdicts(
-        self,
-        batch_events: StreamVec<'scope, Epoch, BatchEvent>,
-        policy: VerdictPolicy,
-    ) -> VecCollection<'scope, Epoch, Action> {
-        self.into_collection().batch_verdicts(batch_events, policy)
-    }
 }
 
 /// Turns a timely stream of records into a differential collection: each
@@ -315,18 +185,8 @@ mod tests {
     use super::*;
     use crate::model::SensorKind;
 
-    fn event(phase: BatchPhase, ts_ms: i64) -> BatchEvidence {
-        BatchEvidence::Lifecycle(BatchEvent {
-            batch: "B-1".into(),
-            line: "L1".into(),
-            product: "espresso".into(),
-            event: phase,
-            ts_ms,
-        })
-    }
-
-    fn anomaly(sensor: &str, rule: AnomalyRule, seq: u64, statistic: f64) -> BatchEvidence {
-        BatchEvidence::Anomaly(Anomaly {
+    fn anomaly(sensor: &str, rule: AnomalyRule, seq: u64, statistic: f64) -> Anomaly {
+        Anomaly {
             line: "L1".into(),
             sensor: sensor.into(),
             kind: SensorKind::Enose,
@@ -337,60 +197,69 @@ mod tests {
             statistic,
             limit: 6.0,
             channels: vec![2, 4],
-            contaminant: None,
-        })
-    }
-
-    fn decide_all(items: &[BatchEvidence]) -> Option<Action> {
-        let refs: Vec<_> = items.iter().collect();
-        decide("L1", "B-1", &refs, &VerdictPolicy::default())
+            contaminant: (rule == AnomalyRule::Contaminant).then(|| "mould".into()),
+        }
     }
 
     #[test]
-    fn no_decision_before_the_end() {
-        assert_eq!(decide_all(&[event(BatchPhase::Start, 0)]), None);
-    }
-
-    #[test]
-    fn a_clean_batch_is_released() {
-        let action =
-            decide_all(&[event(BatchPhase::Start, 0), event(BatchPhase::End, 600_000)]).unwrap();
-        assert_eq!(action.decision, Some(Decision::Release));
-        assert!(action.reasons.is_empty());
-        assert_eq!(action.evidence.batch_start_ms, Some(0));
-        assert_eq!(action.action_id.len(), 32);
-    }
-
-    #[test]
-    fn isolated_outliers_do_not_hold_but_repeated_ones_do() {
-        let mut items = vec![
-            event(BatchPhase::Start, 0),
-            event(BatchPhase::End, 600_000),
+    fn reasons_group_by_sensor_and_rule_with_counts_extremes_and_channels() {
+        let anomalies = [
             anomaly("enose-1", AnomalyRule::ZScore, 10, 7.0),
-            anomaly("enose-1", AnomalyRule::ZScore, 11, 9.0),
+            anomaly("enose-1", AnomalyRule::ZScore, 12, 9.0),
+            anomaly("enose-1", AnomalyRule::Contaminant, 11, 0.9),
+            anomaly("t-1", AnomalyRule::Gap, 40, 31.0),
         ];
+        let reasons = summarise(&anomalies);
+        assert_eq!(reasons.len(), 3);
+        let zscore = &reasons[0];
         assert_eq!(
-            decide_all(&items).unwrap().decision,
-            Some(Decision::Release)
+            (zscore.sensor.as_str(), zscore.rule),
+            ("enose-1", AnomalyRule::ZScore)
         );
-        items.push(anomaly("enose-1", AnomalyRule::ZScore, 12, 8.0));
-        items.push(anomaly("t-1", AnomalyRule::Gap, 40, 31.0));
-        let action = decide_all(&items).unwrap();
-        assert_eq!(action.decision, Some(Decision::Hold));
-        assert_eq!(action.reasons.len(), 2);
-        assert_eq!(action.reasons[1].sensor, "enose-1");
-        assert_eq!(action.reasons[1].count, 3);
-        assert_eq!(action.reasons[1].max_statistic, 9.0);
-        assert_eq!(action.reasons[1].channels, vec![2, 4]);
-        assert_eq!(action.evidence.anomalies, 4);
+        assert_eq!(zscore.count, 2);
+        assert_eq!(zscore.max_statistic, 9.0);
+        assert_eq!((zscore.first_ts_ms, zscore.last_ts_ms), (10_000, 12_000));
+        assert_eq!(zscore.channels, vec![2, 4]);
+        assert_eq!(reasons[1].contaminant.as_deref(), Some("mould"));
     }
 
     #[test]
-    fn ids_are_deterministic_and_depend_on_content() {
-        let items = [event(BatchPhase::End, 600_000)];
-        let first = decide_all(&items).unwrap();
-        assert_eq!(first.action_id, decide_all(&items).unwrap().action_id);
-        let other = [event(BatchPhase::End, 600_001)];
-        assert_ne!(first.action_id, decide_all(&other).unwrap().action_id);
+    fn ids_are_deterministic_and_cover_every_field() {
+        let action = Action {
+            action_id: String::new(),
+            kind: crate::model::ActionKind::BatchRelease,
+            plant: "p1".into(),
+            line: "L1".into(),
+            batch: Some("B-1".into()),
+            product: Some("espresso".into()),
+            decision: Some(crate::model::Decision::Release),
+            reasons: vec![],
+            evidence: Default::default(),
+            ts_ms: 600_000,
+            maintenance: None,
+            revision: 1,
+            supersedes: None,
+            withdrawn: false,
+            sealed: false,
+        };
+        let id = action_id(&action);
+        assert_eq!(id.len(), 32);
+        assert_eq!(
+            id,
+            action_id(&Action {
+                action_id: "x".into(),
+                ..action.clone()
+            })
+        );
+        let sealed = Action {
+            sealed: true,
+            ..action.clone()
+        };
+        assert_ne!(id, action_id(&sealed));
+        let revised = Action {
+            revision: 2,
+            ..action
+        };
+        assert_ne!(id, action_id(&revised));
     }
 }

@@ -33,8 +33,9 @@
 //!   when the plant has a daily rhythm (ambient temperature, shifts),
 //!   spurious otherwise.
 //!
-//! **Series and targets.** Samples more than two sample periods apart
-//! break a series: lags, windows and targets never reach across such a gap.
+//! **Series and targets.** Samples more than `max_gap_ms` apart (two
+//! minutes by default: longer than a changeover between batches) break a
+//! series: lags, windows and targets never reach across such a gap.
 //! Lags count samples within a contiguous run, so one missed cycle makes a
 //! lag one period longer. The target of origin `t` for horizon `h` is the
 //! index of the sample nearest `t + h` within half a period, in the same
@@ -142,6 +143,11 @@ pub struct ForecastConfig {
     pub horizons_ms: Vec<i64>,
     /// The sampling period of the index (the exposure cycle), milliseconds.
     pub sample_period_ms: i64,
+    /// Largest step between consecutive samples of one contiguous series,
+    /// milliseconds: longer gaps break it. It must exceed the changeover
+    /// between batches for a line's series to run across batches (the index
+    /// pauses while no batch runs).
+    pub max_gap_ms: i64,
     /// Lags of the index, in samples (each at least 1).
     pub lags: Vec<usize>,
     /// Windows of the rolling mean, standard deviation and slope, in
@@ -171,6 +177,7 @@ impl Default for ForecastConfig {
         ForecastConfig {
             horizons_ms: vec![300_000, 1_800_000, 7_200_000],
             sample_period_ms: 10_000,
+            max_gap_ms: 120_000,
             lags: vec![1, 2, 6, 30],
             windows: vec![30, 180],
             covariates: Vec::new(),
@@ -202,6 +209,15 @@ impl ForecastConfig {
             return Err(invalid(
                 "sample_period_ms",
                 format!("must be positive, got {}", self.sample_period_ms),
+            ));
+        }
+        if self.max_gap_ms < self.sample_period_ms {
+            return Err(invalid(
+                "max_gap_ms",
+                format!(
+                    "must be at least sample_period_ms ({}), got {}",
+                    self.sample_period_ms, self.max_gap_ms
+                ),
             ));
         }
         if self.lags.contains(&0) {
@@ -290,7 +306,7 @@ impl ForecastConfig {
 
     /// Largest step between consecutive samples of one contiguous run.
     fn max_step_ms(&self) -> i64 {
-        2 * self.sample_period_ms
+        self.max_gap_ms.max(self.sample_period_ms)
     }
 }
 
@@ -1116,9 +1132,11 @@ mod tests {
             horizons_ms: vec![30_000],
             lags: vec![1],
             windows: vec![2],
+            max_gap_ms: 20_000,
             ..ForecastConfig::default()
         };
-        // Samples every 10 s with 4 s jitter, then a 60 s gap.
+        // Samples every 10 s with 4 s jitter, then a 60 s gap (longer than
+        // the 20 s allowed).
         let offsets = [
             0, 10_000, 21_000, 29_000, 41_000, 50_000, 110_000, 120_000, 130_000, 140_000,
         ];

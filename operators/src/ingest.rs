@@ -19,13 +19,15 @@
 //!
 //! Batch lifecycle events are never late: behind the frontier they enter
 //! at the frontier, because a batch whose end event arrives late must still
-//! be decided.
+//! be decided. Model records have no event time: they enter at the
+//! frontier and apply from there on (`crate::model_registry`).
 
 use crate::event_clock::{Admission, Epoch, EventClock, PartitionId};
 use crate::model::{
     BatchEvent, DeadLetter, EventTimeMs, InputStream, RawRecord, Reading, RejectReason, Rejection,
     SourceCoord, Stage,
 };
+use crate::model_registry::{decode_model_record, ModelRecord};
 use crate::validate::{validate_batch_event, validate_reading, ValidationRules};
 use crate::wire::{decode_batch_event, decode_reading, DecodeLimits};
 use std::collections::{HashMap, VecDeque};
@@ -48,6 +50,16 @@ pub enum Ingested {
         epoch: Epoch,
         /// The event.
         event: BatchEvent,
+        /// Where it came from.
+        source: SourceCoord,
+    },
+    /// A valid model record, to be sent at the current frontier (a model
+    /// applies from when it is read).
+    Model {
+        /// Logical time to send at.
+        epoch: Epoch,
+        /// The record.
+        record: ModelRecord,
         /// Where it came from.
         source: SourceCoord,
     },
@@ -188,6 +200,7 @@ impl Ingestor {
         let ingested = match record.stream {
             InputStream::Readings => self.ingest_reading(record, partition, now_ms),
             InputStream::Batches => self.ingest_batch_event(record, partition, now_ms),
+            InputStream::Models => self.ingest_model(record),
         };
         if matches!(ingested, Ingested::Rejected(_)) {
             // Dead letters are sent at the frontier.
@@ -251,6 +264,22 @@ impl Ingestor {
             epoch,
             event,
             source: record.source,
+        }
+    }
+}
+
+impl Ingestor {
+    fn ingest_model(&mut self, record: RawRecord) -> Ingested {
+        match decode_model_record(&record.payload) {
+            Ok(model) => {
+                self.clock.note_sent_at_frontier();
+                Ingested::Model {
+                    epoch: self.clock.frontier(),
+                    record: model,
+                    source: record.source,
+                }
+            }
+            Err(rejection) => dead_letter(record, rejection),
         }
     }
 }

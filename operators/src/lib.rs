@@ -16,6 +16,7 @@
 //! |---|---|
 //! | **records** | |
 //! | [`model`] | readings, batch events, anomalies, actions, dead letters |
+//! | [`model_registry`] | trained models on `scent.models`: record format, checks, content-hash versions |
 //! | [`wire`] | JSON wire format: decode with classified rejections, encode |
 //! | [`validate`] | per-record checks: identifiers, ranges, finiteness, channel counts |
 //! | [`event_clock`] | event time to epochs, watermarks, lateness, idle partitions |
@@ -35,27 +36,42 @@
 //! | [`multivariate`] | streaming T², SPE and combined-index monitor: dynamic PCA, EWMA, empirical limits, alarms with contributors |
 //! | [`univariate_detector`] | streaming univariate anomaly score: range novelty, calm-gated sequence novelty, rest after alerts (NAB) |
 //! | [`sensor_epochs`] | the shared shape of per-sensor operators: route by sensor, hand over complete epochs |
+//! | [`sensor_health`] | e-nose array health: clean-air windows between batches, baseline drift (Theil–Sen per product context), loss of response, noise, stuck channels, calibration and RUL |
 //! | **decisions and output** | |
-//! | [`batch_verdict`] | release or hold each batch when it ends, with reasons |
+//! | [`quality_agent`] | the quality-control agent: product versus instrument findings, verdict per batch, critical onset |
+//! | [`forecast`] | the predictive agent's kernel: multi-horizon random-forest forecasts of a line's quality index, skill versus persistence, drivers |
+//! | [`maintenance_agent`] | the maintenance agent: instrument findings and array health to orders in the gaps between batches, coverage verdict |
+//! | [`consensus`] | the orchestrator's policy: release, hold or reject from the agents' verdicts; line holds |
+//! | [`batch_verdict`] | verdict policy: how many findings of a rule hold a batch; reasons from anomalies |
+//! | [`input_spans`] | per batch, the topic/partition/offset ranges its records came from |
+//! | [`action_changelog`] | decisions as a changelog: revisions that supersede, sealing, refused late changes |
 //! | [`source_progress`] | where sources stood when their clocks moved; exact replay |
 //! | [`epoch_sink`] | completed epochs of actions, dead letters and source progress to the sink |
 
 #![deny(missing_docs)]
 
+pub mod action_changelog;
 pub mod batch_verdict;
+pub mod consensus;
 pub mod drift_correction;
 pub mod epoch_sink;
 pub mod event_clock;
 pub mod exposure_cycles;
 pub mod fingerprint;
+pub mod forecast;
 pub mod gas_classifier;
 pub mod ingest;
+pub mod input_spans;
+pub mod maintenance_agent;
 pub mod model;
+pub mod model_registry;
 pub mod multivariate;
 pub mod pca;
 pub mod qc_flags;
+pub mod quality_agent;
 pub mod rolling_anomaly;
 pub mod sensor_epochs;
+pub mod sensor_health;
 pub mod sniff_features;
 pub mod source_progress;
 pub mod spc;

@@ -199,7 +199,7 @@ pub struct RawRecord {
     pub payload: Vec<u8>,
 }
 
-/// The two input streams of the quality-control dataflow.
+/// The input streams of the quality-control dataflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputStream {
@@ -207,6 +207,8 @@ pub enum InputStream {
     Readings,
     /// Batch lifecycle events (`scent.batches`).
     Batches,
+    /// Trained models (`scent.models`, compacted).
+    Models,
 }
 
 impl InputStream {
@@ -215,14 +217,19 @@ impl InputStream {
         match self {
             InputStream::Readings => "readings",
             InputStream::Batches => "batches",
+            InputStream::Models => "models",
         }
     }
 
     /// Parses a stream name.
     pub fn parse(name: &str) -> Option<InputStream> {
-        [InputStream::Readings, InputStream::Batches]
-            .into_iter()
-            .find(|stream| stream.as_str() == name)
+        [
+            InputStream::Readings,
+            InputStream::Batches,
+            InputStream::Models,
+        ]
+        .into_iter()
+        .find(|stream| stream.as_str() == name)
     }
 }
 
@@ -640,20 +647,239 @@ impl Ord for Reason {
     }
 }
 
+/// The agents that judge a batch (see `scent_dataflows::agents`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Agent {
+    /// Judges the product: fingerprints, contaminant matches, sustained
+    /// excursions.
+    Quality,
+    /// Judges where the line's quality index is heading: forecasts.
+    Predictive,
+    /// Judges the instruments: sensor faults and health.
+    Maintenance,
+}
+
+impl Agent {
+    /// Every agent, in consensus order.
+    pub const ALL: [Agent; 3] = [Agent::Quality, Agent::Predictive, Agent::Maintenance];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Agent::Quality => "quality",
+            Agent::Predictive => "predictive",
+            Agent::Maintenance => "maintenance",
+        }
+    }
+}
+
+impl fmt::Display for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An agent's judgement of a batch, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assessment {
+    /// Nothing found that speaks against the batch.
+    Pass,
+    /// Something found that a reviewer should see, not enough to hold.
+    Suspect,
+    /// Enough found to hold the batch.
+    Fail,
+}
+
+impl Assessment {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assessment::Pass => "pass",
+            Assessment::Suspect => "suspect",
+            Assessment::Fail => "fail",
+        }
+    }
+}
+
+/// One agent's verdict on one batch, with what it rests on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AgentVerdict {
+    /// The agent.
+    pub agent: Agent,
+    /// The line.
+    pub line: String,
+    /// The batch.
+    pub batch: String,
+    /// Pass, suspect or fail.
+    pub assessment: Assessment,
+    /// A critical finding: escalates (holds the line, vetoes the release)
+    /// without waiting for the batch to end.
+    pub critical: bool,
+    /// The findings behind the verdict, strongest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+    /// Figures and explanations that are not anomaly counts (forecasts,
+    /// sensor health), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Versions of the models the verdict used, e.g. `fingerprint:3f2a…`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+}
+
+/// A contiguous range of input offsets a decision rests on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InputSpan {
+    /// Topic (or input name for in-process sources).
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Smallest offset of a record of the batch.
+    pub first_offset: i64,
+    /// Largest offset of a record of the batch.
+    pub last_offset: i64,
+    /// Records of the batch in the range (the range may interleave other
+    /// batches' records).
+    pub records: u64,
+}
+
+impl fmt::Display for InputSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}@{}..={} ({} records)",
+            self.topic, self.partition, self.first_offset, self.last_offset, self.records
+        )
+    }
+}
+
 /// What a decision rests on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Evidence {
     /// Event time of the batch start, when it was seen.
     pub batch_start_ms: Option<EventTimeMs>,
-    /// Event time of the batch end.
-    pub batch_end_ms: EventTimeMs,
+    /// Event time of the batch end; `None` for actions taken while the
+    /// batch runs (line holds, urgent maintenance).
+    pub batch_end_ms: Option<EventTimeMs>,
     /// Anomalous readings counted for the batch, over all rules.
     pub anomalies: u64,
     /// Version of the rule set that produced the decision.
     pub rules_version: String,
+    /// The agents' verdicts the decision was formed from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<AgentVerdict>,
+    /// The input the batch's evidence was read from: one span per topic
+    /// and partition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input: Vec<InputSpan>,
+}
+
+/// What a maintenance order asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceWork {
+    /// Look at the sensor: isolated spikes, rising noise.
+    Inspect,
+    /// Recalibrate: the clean-air baseline has drifted.
+    Calibrate,
+    /// Repair: the sensor stopped reporting or got stuck.
+    Repair,
+    /// Replace: the sensor is worn out (drift or response loss past limits).
+    Replace,
+}
+
+impl MaintenanceWork {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceWork::Inspect => "inspect",
+            MaintenanceWork::Calibrate => "calibrate",
+            MaintenanceWork::Repair => "repair",
+            MaintenanceWork::Replace => "replace",
+        }
+    }
+}
+
+/// A proposed maintenance window for one sensor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MaintenanceOrder {
+    /// The sensor.
+    pub sensor: String,
+    /// Its kind.
+    pub kind: SensorKind,
+    /// The work.
+    pub work: MaintenanceWork,
+    /// When the window opens: the end of the batch during which the need
+    /// was found, or the moment of the finding when it is urgent.
+    pub window_start_ms: EventTimeMs,
+    /// How long the work takes; the line's next batch should start after
+    /// `window_start_ms + duration_ms`.
+    pub duration_ms: i64,
+    /// Whether the work cannot wait for the batch to end (critical health):
+    /// the window opens during the batch.
+    pub urgent: bool,
+    /// Event time the need was found.
+    pub found_ms: EventTimeMs,
+    /// What was found, one line each, with figures.
+    pub findings: Vec<String>,
+    /// Baseline shift from the calibration reference, in percent, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_shift_pct: Option<f64>,
+    /// Baseline drift rate, in percent per hour, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_pct_per_hour: Option<f64>,
+    /// Remaining useful life until replacement, in hours, when the sensor
+    /// drifts toward the replacement limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_useful_life_h: Option<f64>,
+}
+
+total_order_from_ord!(MaintenanceOrder);
+impl Ord for MaintenanceOrder {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (
+            &self.sensor,
+            self.work,
+            self.kind,
+            self.window_start_ms,
+            self.duration_ms,
+            self.urgent,
+            self.found_ms,
+            &self.findings,
+        )
+            .cmp(&(
+                &other.sensor,
+                other.work,
+                other.kind,
+                other.window_start_ms,
+                other.duration_ms,
+                other.urgent,
+                other.found_ms,
+                &other.findings,
+            ))
+            .then_with(|| option_total_cmp(self.baseline_shift_pct, other.baseline_shift_pct))
+            .then_with(|| option_total_cmp(self.drift_pct_per_hour, other.drift_pct_per_hour))
+            .then_with(|| {
+                option_total_cmp(self.remaining_useful_life_h, other.remaining_useful_life_h)
+            })
+    }
+}
+
+fn option_total_cmp(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => a.total_cmp(&b),
+        (a, b) => a.is_some().cmp(&b.is_some()),
+    }
 }
 
 /// A decision for MES consumers: the unit of `scent.actions`.
+///
+/// Actions form a changelog per subject (a batch's release, its line
+/// hold, a sensor's maintenance order): a later revision names the action
+/// it supersedes, until the batch is sealed; the sealed revision is final.
+/// See `docs/mes-contract.md`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Action {
     /// Deterministic identifier: the same input always gives the same id.
@@ -674,8 +900,29 @@ pub struct Action {
     pub reasons: Vec<Reason>,
     /// The evidence the decision rests on.
     pub evidence: Evidence,
-    /// Event time the decision refers to (the batch end for releases).
+    /// Event time the decision refers to (the batch end for releases, the
+    /// critical finding for line holds, the window start for maintenance).
     pub ts_ms: EventTimeMs,
+    /// The maintenance order, for `schedule_maintenance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceOrder>,
+    /// Revision of this subject's decision, from 1.
+    #[serde(default = "first_revision")]
+    pub revision: u32,
+    /// The `action_id` of the revision this one replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<String>,
+    /// The earlier revision is void and nothing replaces it (late evidence
+    /// removed the finding).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withdrawn: bool,
+    /// The batch is sealed: this revision is final.
+    #[serde(default)]
+    pub sealed: bool,
+}
+
+fn first_revision() -> u32 {
+    1
 }
 
 impl Action {
@@ -683,6 +930,33 @@ impl Action {
     pub fn key(&self) -> &str {
         self.batch.as_deref().unwrap_or(&self.line)
     }
+
+    /// What the action decides about, across revisions: its kind, line,
+    /// batch, and for maintenance the sensor and the work.
+    pub fn subject(&self) -> ActionSubject {
+        ActionSubject {
+            kind: self.kind,
+            line: self.line.clone(),
+            batch: self.batch.clone(),
+            sensor: self.maintenance.as_ref().map(|order| order.sensor.clone()),
+            work: self.maintenance.as_ref().map(|order| order.work),
+        }
+    }
+}
+
+/// What a chain of action revisions is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ActionSubject {
+    /// The kind of action.
+    pub kind: ActionKind,
+    /// The line.
+    pub line: String,
+    /// The batch.
+    pub batch: Option<String>,
+    /// The sensor, for maintenance.
+    pub sensor: Option<String>,
+    /// The work, for maintenance.
+    pub work: Option<MaintenanceWork>,
 }
 
 #[cfg(test)]

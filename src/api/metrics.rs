@@ -86,6 +86,10 @@ pub struct EngineMetrics {
     pub readings_in: Counter,
     /// Batch lifecycle events that entered the dataflow.
     pub batch_events_in: Counter,
+    /// Model records that entered the dataflow.
+    pub model_records_in: Counter,
+    /// Changes of sealed batches' decisions that were refused.
+    pub late_revisions: Counter,
     /// Rejected records by stage and reason.
     pub rejected: Family<RejectLabels, Counter>,
     /// Anomalies by rule.
@@ -122,8 +126,10 @@ pub struct Totals {
     pub anomalies: Counter,
     /// Actions.
     pub actions: Counter,
-    /// Batches held.
+    /// Batches held or rejected, by their sealed (final) decision.
     pub held: Counter,
+    /// Batches whose decision is sealed.
+    pub sealed: Counter,
 }
 
 impl EngineMetrics {
@@ -133,6 +139,8 @@ impl EngineMetrics {
             records_in: Counter::default(),
             readings_in: Counter::default(),
             batch_events_in: Counter::default(),
+            model_records_in: Counter::default(),
+            late_revisions: Counter::default(),
             rejected: Family::default(),
             anomalies: Family::default(),
             quality_flags: Family::default(),
@@ -163,6 +171,11 @@ impl EngineMetrics {
             "batch_events",
             "Batch lifecycle events that entered the dataflow",
             metrics.batch_events_in.clone(),
+        );
+        ingest.register(
+            "model_records",
+            "Model records (scent.models) that entered the dataflow",
+            metrics.model_records_in.clone(),
         );
         ingest.register(
             "rejected",
@@ -208,8 +221,13 @@ impl EngineMetrics {
         );
         dataflow.register(
             "actions",
-            "Actions emitted, by kind and decision",
+            "Actions emitted (every revision), by kind and decision",
             metrics.actions_out.clone(),
+        );
+        dataflow.register(
+            "late_revisions",
+            "Changes of a sealed batch's decisions that were refused (not sent)",
+            metrics.late_revisions.clone(),
         );
         dataflow.register_with_unit(
             "stage_latency",
@@ -279,8 +297,11 @@ impl EngineMetrics {
             })
             .inc();
         self.totals.actions.inc();
-        if action.decision == Some(Decision::Hold) {
-            self.totals.held.inc();
+        if action.sealed {
+            self.totals.sealed.inc();
+            if matches!(action.decision, Some(Decision::Hold | Decision::Reject)) {
+                self.totals.held.inc();
+            }
         }
     }
 

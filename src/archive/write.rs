@@ -390,6 +390,7 @@ pub(crate) fn stream_name(stream: InputStream) -> &'static str {
     match stream {
         InputStream::Readings => "readings",
         InputStream::Batches => "batches",
+        InputStream::Models => "models",
     }
 }
 
