@@ -1,14 +1,22 @@
 //! The wire format three ways: as documented (`docs/wire-format.md`), as
 //! specified (the JSON Schemas in `deploy/schemas/`) and as implemented (the
-//! codecs in `scent_operators::wire` and `scent_kafka::codec`). These tests
-//! keep the three in agreement:
+//! codecs in `scent_operators::wire`, `scent_operators::model_registry` and
+//! `scent_kafka::codec`). These tests keep the three in agreement:
 //!
-//! * records written by the real encoders validate against the schemas;
+//! * records written by the real encoders validate against the schemas:
+//!   readings, batch events, model records (a small forecast model trained
+//!   here) and actions of every kind, built by the orchestrator's builders
+//!   and numbered and sealed by the action changelog, as the engine does;
 //! * every tagged example in the document (an HTML comment
 //!   `<!-- example: TAG -->` before a fenced `json` block) decodes with the
 //!   real decoder and validates against its schema, and rejected examples are
-//!   refused by both with the documented reason code;
+//!   refused by both with the documented reason code; the action examples
+//!   are exactly what the builders produce for the story they tell;
 //! * malformed documents are refused by both the schema and the decoder;
+//!   the action invariants the decoder leaves to the engine (a maintenance
+//!   order exactly for `schedule_maintenance`, `supersedes` exactly after
+//!   revision 1, ...) are refused by the schema, and the model checks the
+//!   schema cannot make (the content hash) by the decoder;
 //! * the document's reject-reason and dead-letter header tables, and the
 //!   schemas' enumerations and default limits, match the code.
 //!
@@ -19,15 +27,22 @@ use scent_kafka::codec::{
     dead_letter_headers, decode_action, encode_action, ACTION_SCHEMA, DLQ_HEADER_PREFIX,
 };
 use scent_kafka::settings::Topics;
+use scent_operators::action_changelog::{Changelog, ChangelogConfig};
 use scent_operators::batch_verdict::action_id;
-use scent_operators::model::{
-    Action, ActionKind, AnomalyRule, BatchEvent, BatchPhase, DeadLetter, Decision, Evidence,
-    InputStream, RawRecord, Reading, Reason, RejectReason, Rejection, SensorKind, SourceCoord,
-    Stage,
+use scent_operators::consensus::{
+    finish, hold_line_action, maintenance_action, release_action, BatchFacts, ConsensusPolicy,
 };
+use scent_operators::forecast::{ForecastConfig, ForecastModel, ForestConfig, QualitySample};
+use scent_operators::model::{
+    Action, ActionKind, Agent, AgentVerdict, AnomalyRule, Assessment, BatchEvent, BatchPhase,
+    DeadLetter, Decision, Evidence, InputSpan, InputStream, MaintenanceOrder, MaintenanceWork,
+    RawRecord, Reading, Reason, RejectReason, Rejection, SensorKind, SourceCoord, Stage,
+};
+use scent_operators::model_registry::{decode_model_record, encode_model_record, ModelRecord};
 use scent_operators::validate::{validate_reading, ValidationRules};
 use scent_operators::wire::{
-    decode_batch_event, decode_reading, encode_batch_event, encode_reading, DecodeLimits,
+    decode_batch_event, decode_reading, encode_batch_event, encode_reading, format_timestamp,
+    DecodeLimits,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -113,6 +128,7 @@ struct Schemas {
     reading: Schema,
     batch_event: Schema,
     action: Schema,
+    model_record: Schema,
 }
 
 fn schemas() -> &'static Schemas {
@@ -121,6 +137,7 @@ fn schemas() -> &'static Schemas {
         reading: Schema::load("reading"),
         batch_event: Schema::load("batch-event"),
         action: Schema::load("action"),
+        model_record: Schema::load("model-record"),
     })
 }
 
@@ -212,113 +229,334 @@ fn batch_event(event: BatchPhase, ts_ms: i64) -> BatchEvent {
     }
 }
 
-fn with_id(mut action: Action) -> Action {
-    action.action_id = action_id(&action);
-    action
+// Actions are built the way the engine builds them: the orchestrator's
+// builders (`scent_operators::consensus`) and the changelog that numbers
+// revisions and seals batches (`scent_operators::action_changelog`). The
+// story of batch B-1124-01 (espresso on L1, 09:30 to 10:30): at 10:05 a
+// forecast says the quality index will cross its limit before the end (an
+// alert) and the maintenance agent finds enose-2's baseline drifting (a
+// calibration, planned at the batch end); at 10:12:14 the second ethanol
+// match on enose-1 makes the batch critical (a line hold); at 10:30 the
+// batch is held, and the seal 2 s later makes the hold final.
+
+const BATCH: &str = "B-1124-01";
+/// 2026-11-24T09:30:00.000Z.
+const BATCH_START_MS: i64 = T0 - 1_800_000;
+/// 2026-11-24T10:30:00.000Z.
+const BATCH_END_MS: i64 = T0 + 1_800_000;
+/// 2026-11-24T10:05:00.000Z: the forecast and the health assessment.
+const NOTICED_MS: i64 = T0 + 300_000;
+/// 2026-11-24T10:12:04.000Z: the first cycle matching ethanol.
+const CONTAMINATION_MS: i64 = T0 + 724_000;
+/// 2026-11-24T10:12:14.000Z: the second, which makes the batch critical.
+const ONSET_MS: i64 = T0 + 734_000;
+const RULES_VERSION: &str = "rolling-v1:w120:u30:z6:f15:g10000";
+const FINGERPRINT_MODEL: &str = "fingerprint:enose-1:fp-3f2a9c0d1e2b";
+const FORECAST_MODEL: &str = "forecast:espresso:9b1e4f7a2c3d5e60";
+const CHANGELOG: ChangelogConfig = ChangelogConfig {
+    seal_after_ms: 2_000,
+    epoch_ms: 50,
+};
+
+fn facts(batch: &'static str, anomalies: u64) -> BatchFacts<'static> {
+    BatchFacts {
+        plant: "p1",
+        line: "L1",
+        batch,
+        product: "espresso",
+        start_ms: Some(BATCH_START_MS),
+        end_ms: Some(BATCH_END_MS),
+        anomalies,
+        rules_version: RULES_VERSION,
+    }
 }
 
-fn sample_actions() -> Vec<Action> {
-    let evidence = Evidence {
-        batch_start_ms: Some(T0 - 1_800_000),
-        batch_end_ms: T0 + 1_800_000,
-        anomalies: 9,
-        rules_version: "rolling-v1:w120:u30:z6:f15:g10000".into(),
+/// enose-1's fingerprint findings: SPE alarms and ethanol matches on the
+/// cycles from 10:12:04 to `last_ts_ms`, every 10 s.
+fn contamination(last_ts_ms: i64, max_spe: f64, max_match: f64) -> Vec<Reason> {
+    let cycles = ((last_ts_ms - CONTAMINATION_MS) / 10_000 + 1) as u64;
+    let finding = |rule, max_statistic, limit, contaminant: Option<&str>| Reason {
+        sensor: "enose-1".into(),
+        kind: SensorKind::Enose,
+        rule,
+        count: cycles,
+        max_statistic,
+        limit,
+        first_ts_ms: CONTAMINATION_MS,
+        last_ts_ms,
+        channels: vec![3, 11, 4],
+        contaminant: contaminant.map(str::to_owned),
     };
-    let hold = with_id(Action {
+    vec![
+        finding(AnomalyRule::Spe, max_spe, 23.9, None),
+        finding(AnomalyRule::Contaminant, max_match, 0.8, Some("ethanol")),
+    ]
+}
+
+fn verdict(agent: Agent, assessment: Assessment, critical: bool) -> AgentVerdict {
+    AgentVerdict {
+        agent,
+        line: "L1".into(),
+        batch: BATCH.into(),
+        assessment,
+        critical,
+        reasons: Vec::new(),
+        notes: Vec::new(),
+        models: Vec::new(),
+    }
+}
+
+const CALIBRATION_FINDING: &str =
+    "enose-2 calibration_due: baseline +1.21 %, drift +0.31 %/h, RUL 11.9 h";
+const FORECAST_NOTE: &str = "crosses the limit within 30 min (1.08) before the batch ends: \
+    index 0.74 at 2026-11-24T10:05:00.000Z; forecast +5 min 0.79, +30 min 1.08, +120 min 1.21; \
+    drivers index_lag_1 0.38, slope_30 0.21";
+
+/// The three verdicts on B-1124-01 at its end.
+fn verdicts_at_the_end() -> Vec<AgentVerdict> {
+    let quality = AgentVerdict {
+        reasons: contamination(CONTAMINATION_MS + 130_000, 2_345.6, 0.99),
+        models: vec![FINGERPRINT_MODEL.into()],
+        ..verdict(Agent::Quality, Assessment::Fail, true)
+    };
+    let predictive = AgentVerdict {
+        notes: vec![
+            FORECAST_NOTE.into(),
+            "latest: index 1.64 at 2026-11-24T10:29:50.000Z; forecast +5 min 1.58, \
+             +30 min 1.21, +120 min 0.86; drivers index_lag_1 0.52, mean_30 0.17"
+                .into(),
+        ],
+        models: vec![FORECAST_MODEL.into()],
+        ..verdict(Agent::Predictive, Assessment::Suspect, false)
+    };
+    let maintenance = AgentVerdict {
+        notes: vec![CALIBRATION_FINDING.into()],
+        ..verdict(Agent::Maintenance, Assessment::Suspect, false)
+    };
+    vec![quality, predictive, maintenance]
+}
+
+fn input_spans() -> Vec<InputSpan> {
+    let span = |topic: &str, partition, first_offset, last_offset, records| InputSpan {
+        topic: topic.into(),
+        partition,
+        first_offset,
+        last_offset,
+        records,
+    };
+    vec![
+        span("scent.readings", 0, 48_210, 61_377, 7_200),
+        span("scent.readings", 2, 45_932, 59_118, 7_200),
+        span("scent.batches", 0, 312, 313, 2),
+    ]
+}
+
+/// The release decision on B-1124-01 under `policy`, before the seal.
+fn release_decision(policy: &ConsensusPolicy) -> Action {
+    let verdicts = verdicts_at_the_end();
+    let refs: Vec<&AgentVerdict> = verdicts.iter().collect();
+    release_action(&facts(BATCH, 31), &refs, input_spans(), policy)
+}
+
+/// The revisions the changelog sends for `decision`: revision 1 when the
+/// batch is decided, then the sealed repeat.
+fn provisional_and_sealed(decision: Action) -> (Action, Action) {
+    let mut changelog = Changelog::new(CHANGELOG);
+    let (mut sent, mut refused) = (Vec::new(), Vec::new());
+    let decided = (BATCH_END_MS as u64).div_ceil(CHANGELOG.epoch_ms);
+    changelog.apply(decided, vec![(decision, 1)], &mut sent, &mut refused);
+    let seal = changelog.next_seal().expect("a decided batch seals");
+    changelog.seal_through(seal, &mut sent);
+    assert!(refused.is_empty());
+    let [provisional, sealed]: [Action; 2] = sent.try_into().expect("two revisions");
+    (provisional, sealed)
+}
+
+/// The `hold_line` of B-1124-01: the second ethanol match.
+fn line_hold() -> Action {
+    let quality = AgentVerdict {
+        reasons: contamination(ONSET_MS, 1_870.2, 0.97),
+        models: vec![FINGERPRINT_MODEL.into()],
+        ..verdict(Agent::Quality, Assessment::Fail, true)
+    };
+    hold_line_action(
+        &facts(BATCH, 9),
+        ONSET_MS,
+        contamination(ONSET_MS, 1_870.2, 0.97),
+        &quality,
+    )
+}
+
+/// enose-2's calibration, planned at the end of B-1124-01.
+fn calibration() -> Action {
+    maintenance_action(
+        &facts(BATCH, 31),
+        MaintenanceOrder {
+            sensor: "enose-2".into(),
+            kind: SensorKind::Enose,
+            work: MaintenanceWork::Calibrate,
+            window_start_ms: BATCH_END_MS,
+            duration_ms: 15 * 60_000,
+            urgent: false,
+            found_ms: NOTICED_MS,
+            findings: vec![CALIBRATION_FINDING.into()],
+            baseline_shift_pct: Some(1.21),
+            drift_pct_per_hour: Some(0.31),
+            remaining_useful_life_h: Some(11.9),
+        },
+    )
+}
+
+/// An urgent replacement: a sensor whose health went critical mid-batch.
+fn urgent_replacement() -> Action {
+    maintenance_action(
+        &facts(BATCH, 31),
+        MaintenanceOrder {
+            sensor: "enose-2".into(),
+            kind: SensorKind::Enose,
+            work: MaintenanceWork::Replace,
+            window_start_ms: T0 + 1_000_000,
+            duration_ms: 45 * 60_000,
+            urgent: true,
+            found_ms: T0 + 1_000_000,
+            findings: vec!["enose-2 critical: baseline +5.40 %, drift +0.35 %/h, RUL 0.0 h".into()],
+            baseline_shift_pct: Some(5.4),
+            drift_pct_per_hour: Some(0.35),
+            remaining_useful_life_h: Some(0.0),
+        },
+    )
+}
+
+/// The predictive agent's alert at 10:05, as `scent_dataflows::predictive`
+/// raises it.
+fn forecast_alert() -> Action {
+    finish(Action {
         action_id: String::new(),
-        kind: ActionKind::BatchRelease,
+        kind: ActionKind::Alert,
         plant: "p1".into(),
         line: "L1".into(),
-        batch: Some("B-1124-01".into()),
+        batch: Some(BATCH.into()),
         product: Some("espresso".into()),
-        decision: Some(Decision::Hold),
-        reasons: vec![
-            Reason {
-                sensor: "t-1".into(),
-                kind: SensorKind::Temperature,
-                rule: AnomalyRule::Gap,
-                count: 1,
-                max_statistic: 31.0,
-                limit: 10.0,
-                first_ts_ms: T0 + 1_200_000,
-                last_ts_ms: T0 + 1_200_000,
-                channels: vec![],
-                contaminant: None,
+        decision: None,
+        reasons: Vec::new(),
+        evidence: Evidence {
+            batch_start_ms: Some(BATCH_START_MS),
+            batch_end_ms: None,
+            anomalies: 0,
+            rules_version: RULES_VERSION.into(),
+            verdicts: vec![AgentVerdict {
+                notes: vec![FORECAST_NOTE.into()],
+                models: vec![FORECAST_MODEL.into()],
+                ..verdict(Agent::Predictive, Assessment::Suspect, false)
+            }],
+            input: Vec::new(),
+        },
+        ts_ms: NOTICED_MS,
+        maintenance: None,
+        revision: 1,
+        supersedes: None,
+        withdrawn: false,
+        sealed: false,
+    })
+}
+
+/// The next batch, released by all three agents.
+fn release_of_the_next_batch() -> Action {
+    let pass = |agent| AgentVerdict {
+        batch: "B-1124-02".into(),
+        ..verdict(agent, Assessment::Pass, false)
+    };
+    let quality = AgentVerdict {
+        models: vec!["fingerprint:enose-1:fp-8d04be71c5a9".into()],
+        ..pass(Agent::Quality)
+    };
+    let predictive = AgentVerdict {
+        notes: vec![
+            "latest: index 0.41 at 2026-11-24T11:34:50.000Z; forecast +5 min 0.42, \
+                     +30 min 0.45, +120 min 0.52; drivers index_lag_1 0.47, mean_30 0.19"
+                .into(),
+        ],
+        models: vec![FORECAST_MODEL.into()],
+        ..pass(Agent::Predictive)
+    };
+    let maintenance = pass(Agent::Maintenance);
+    let next = BatchFacts {
+        start_ms: Some(T0 + 2_100_000),
+        end_ms: Some(T0 + 5_700_000),
+        ..facts("B-1124-02", 2)
+    };
+    release_action(
+        &next,
+        &[&quality, &predictive, &maintenance],
+        vec![
+            InputSpan {
+                topic: "scent.readings".into(),
+                partition: 0,
+                first_offset: 62_790,
+                last_offset: 75_942,
+                records: 7_200,
             },
-            Reason {
-                sensor: "enose-1".into(),
-                kind: SensorKind::Enose,
-                rule: AnomalyRule::ZScore,
-                count: 7,
-                max_statistic: 9.4,
-                limit: 6.0,
-                first_ts_ms: T0 + 723_500,
-                last_ts_ms: T0 + 729_125,
-                channels: vec![3, 11, 4],
-                contaminant: None,
+            InputSpan {
+                topic: "scent.readings".into(),
+                partition: 2,
+                first_offset: 60_511,
+                last_offset: 73_689,
+                records: 7_200,
             },
-            Reason {
-                sensor: "enose-2".into(),
-                kind: SensorKind::Enose,
-                rule: AnomalyRule::FlatLine,
-                count: 2,
-                max_statistic: 15.0,
-                limit: 15.0,
-                first_ts_ms: T0 + 100_000,
-                last_ts_ms: T0 + 101_000,
-                channels: vec![u16::MAX, 0],
-                contaminant: None,
-            },
-            Reason {
-                sensor: "enose-1".into(),
-                kind: SensorKind::Enose,
-                rule: AnomalyRule::Contaminant,
-                count: 14,
-                max_statistic: 0.99,
-                limit: 0.8,
-                first_ts_ms: T0 + 724_000,
-                last_ts_ms: T0 + 854_000,
-                channels: vec![3, 11, 4],
-                contaminant: Some("ethanol".into()),
-            },
-            Reason {
-                sensor: "enose-1".into(),
-                kind: SensorKind::Enose,
-                rule: AnomalyRule::Spe,
-                count: 14,
-                max_statistic: 2_345.6,
-                limit: 23.9,
-                first_ts_ms: T0 + 724_000,
-                last_ts_ms: T0 + 854_000,
-                channels: vec![3, 11, 4],
-                contaminant: None,
+            InputSpan {
+                topic: "scent.batches".into(),
+                partition: 0,
+                first_offset: 314,
+                last_offset: 315,
+                records: 2,
             },
         ],
-        evidence: evidence.clone(),
-        ts_ms: T0 + 1_800_000,
-    });
-    let release = with_id(Action {
-        decision: Some(Decision::Release),
-        reasons: vec![],
-        evidence: Evidence {
-            batch_start_ms: None,
-            anomalies: 0,
-            ..evidence
-        },
-        ..hold.clone()
-    });
-    let reject = with_id(Action {
-        decision: Some(Decision::Reject),
-        ..hold.clone()
-    });
-    let alert = with_id(Action {
-        kind: ActionKind::Alert,
-        batch: None,
-        product: None,
-        decision: None,
-        ..hold.clone()
-    });
-    vec![hold, release, reject, alert]
+        &ConsensusPolicy::default(),
+    )
+}
+
+/// The actions the document shows, by example tag.
+fn document_actions() -> Vec<(&'static str, Action)> {
+    let (provisional, sealed) =
+        provisional_and_sealed(release_decision(&ConsensusPolicy::default()));
+    vec![
+        ("action-hold", provisional),
+        ("action-hold-sealed", sealed),
+        ("action-release", release_of_the_next_batch()),
+        ("action-hold-line", line_hold()),
+        ("action-schedule-maintenance", calibration()),
+        ("action-alert", forecast_alert()),
+    ]
+}
+
+/// A withdrawal: the changelog's answer to a retracted decision.
+fn withdrawn_hold_line() -> Action {
+    let mut changelog = Changelog::new(CHANGELOG);
+    let (mut sent, mut refused) = (Vec::new(), Vec::new());
+    let hold = line_hold();
+    let onset = (ONSET_MS as u64).div_ceil(CHANGELOG.epoch_ms);
+    changelog.apply(onset, vec![(hold.clone(), 1)], &mut sent, &mut refused);
+    changelog.apply(onset + 1, vec![(hold, -1)], &mut sent, &mut refused);
+    let withdrawal = sent.pop().expect("a withdrawal");
+    assert!(withdrawal.withdrawn && withdrawal.revision == 2);
+    withdrawal
+}
+
+/// Every action sample: the document's, a reject, an urgent order and a
+/// withdrawal.
+fn sample_actions() -> Vec<Action> {
+    let rejecting = ConsensusPolicy {
+        reject_on_critical: true,
+        ..ConsensusPolicy::default()
+    };
+    let reject = release_decision(&rejecting);
+    assert_eq!(reject.decision, Some(Decision::Reject));
+    let mut samples: Vec<Action> = document_actions()
+        .into_iter()
+        .map(|(_, action)| action)
+        .collect();
+    samples.extend([reject, urgent_replacement(), withdrawn_hold_line()]);
+    samples
 }
 
 // ---------------------------------------------------------------------------
@@ -363,8 +601,65 @@ fn encoded_actions_validate_and_round_trip() {
             .action
             .assert_valid(&value, &format!("encoded {action:?}"));
         assert_eq!(value["schema"], ACTION_SCHEMA);
+        assert_eq!(action.action_id, action_id(&action), "{action:?}");
         assert_eq!(decode_action("scent.actions", &bytes).unwrap(), action);
     }
+}
+
+/// A forecast model trained on a short synthetic series with small forests:
+/// tens of milliseconds in a debug build.
+fn tiny_forecast_model() -> &'static ForecastModel {
+    static MODEL: OnceLock<ForecastModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let minute = 60_000;
+        let config = ForecastConfig {
+            horizons_ms: vec![minute, 3 * minute],
+            sample_period_ms: minute,
+            max_gap_ms: 2 * minute,
+            lags: vec![1, 2],
+            windows: vec![3],
+            covariates: Vec::new(),
+            time_of_day: false,
+            forest: ForestConfig {
+                trees: 3,
+                max_depth: 3,
+                min_samples_leaf: 2,
+                max_features: None,
+                seed: 7,
+            },
+            holdout_fraction: 0.25,
+            min_training_rows: 20,
+            refit_on_all_rows: false,
+            limit: 1.0,
+        };
+        let series: Vec<QualitySample> = (0..80)
+            .map(|step| QualitySample {
+                ts_ms: T0 + step * minute,
+                index: 0.5 + 0.3 * (step as f64 / 7.0).sin(),
+                covariates: Vec::new(),
+            })
+            .collect();
+        ForecastModel::train(&[series], &config).expect("the tiny model trains")
+    })
+}
+
+fn model_record_json() -> Value {
+    let record = ModelRecord::forecast("espresso", tiny_forecast_model(), T0);
+    to_value(&encode_model_record(&record))
+}
+
+#[test]
+fn encoded_model_records_validate_and_decode() {
+    let record = ModelRecord::forecast("espresso", tiny_forecast_model(), T0);
+    let bytes = encode_model_record(&record);
+    let value = to_value(&bytes);
+    schemas()
+        .model_record
+        .assert_valid(&value, "an encoded forecast model record");
+    assert_eq!(value["name"], "forecast/espresso");
+    assert_eq!(value["trained_at"], "2026-11-24T10:00:00.000Z");
+    let decoded = decode_model_record(&bytes).unwrap_or_else(|rejection| panic!("{rejection}"));
+    assert_eq!(decoded, record);
 }
 
 // ---------------------------------------------------------------------------
@@ -422,7 +717,11 @@ fn document_examples_decode_and_validate() {
         "batch-event-start",
         "batch-event-end",
         "action-hold",
+        "action-hold-sealed",
         "action-release",
+        "action-hold-line",
+        "action-schedule-maintenance",
+        "action-alert",
     ] {
         assert!(tags.contains(required), "example `{required}` is missing");
     }
@@ -502,6 +801,83 @@ fn document_examples_decode_and_validate() {
         }
     }
     assert!(!rejected_codes.is_empty(), "no rejected-reading examples");
+}
+
+/// An action as `encode_action` writes it, pretty-printed in the encoder's
+/// field order: what a document example should look like.
+fn pretty_action(action: &Action) -> String {
+    #[derive(serde::Serialize)]
+    struct Message<'a> {
+        schema: &'static str,
+        #[serde(flatten)]
+        action: &'a Action,
+        ts: String,
+    }
+    let message = Message {
+        schema: ACTION_SCHEMA,
+        action,
+        ts: format_timestamp(action.ts_ms),
+    };
+    let text =
+        compact_number_arrays(&serde_json::to_string_pretty(&message).expect("actions serialise"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        to_value(&encode_action(action)),
+        "the pretty form differs from the encoder's"
+    );
+    text
+}
+
+/// Pretty JSON with arrays of numbers on one line (`"channels": [3, 11, 4]`).
+fn compact_number_arrays(pretty: &str) -> String {
+    let lines: Vec<&str> = pretty.lines().collect();
+    let mut out = Vec::new();
+    let mut index = 0;
+    while index < lines.len() {
+        let line = lines[index];
+        if line.ends_with('[') {
+            let items: Vec<&str> = lines[index + 1..]
+                .iter()
+                .map(|item| item.trim())
+                .take_while(|item| !item.starts_with(']'))
+                .collect();
+            let closing = lines.get(index + 1 + items.len()).map(|l| l.trim());
+            let numeric = items
+                .iter()
+                .all(|item| item.trim_end_matches(',').parse::<f64>().is_ok());
+            if !items.is_empty() && numeric {
+                let closing = closing.expect("a closing bracket");
+                out.push(format!("{line}{}{}", items.join(" "), closing));
+                index += items.len() + 2;
+                continue;
+            }
+        }
+        out.push(line.to_owned());
+        index += 1;
+    }
+    out.join("\n")
+}
+
+#[test]
+fn document_action_examples_are_what_the_engine_builds() {
+    let examples = doc_examples();
+    let mut mismatches = Vec::new();
+    for (tag, action) in document_actions() {
+        let example = examples
+            .iter()
+            .find(|example| example.tag == tag)
+            .unwrap_or_else(|| panic!("example `{tag}` is missing"));
+        let documented: Option<Value> = serde_json::from_str(&example.json).ok();
+        if documented != Some(to_value(&encode_action(&action))) {
+            mismatches.push(format!(
+                "example `{tag}` (line {}) is not what the engine builds; it should read:\n\
+                 <!-- example: {tag} -->\n```json\n{}\n```",
+                example.line,
+                pretty_action(&action)
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
 }
 
 // ---------------------------------------------------------------------------
@@ -611,28 +987,134 @@ fn malformed_batch_events_are_refused_by_schema_and_decoder() {
     }
 }
 
+fn document_action(tag: &str) -> Value {
+    let (_, action) = document_actions()
+        .into_iter()
+        .find(|(t, _)| *t == tag)
+        .unwrap_or_else(|| panic!("no action `{tag}`"));
+    to_value(&encode_action(&action))
+}
+
 #[test]
 fn malformed_actions_are_refused_by_schema_and_decoder() {
-    let base = to_value(&encode_action(&sample_actions().remove(0)));
-    let set = |pointer: &str, value: Value| with(&base, &[(pointer, value)]);
+    let hold = document_action("action-hold");
+    let order = document_action("action-schedule-maintenance");
+    let set = |pointer: &str, value: Value| with(&hold, &[(pointer, value)]);
+    let set_order = |pointer: &str, value: Value| with(&order, &[(pointer, value)]);
     #[rustfmt::skip]
     let cases = [
-        ("missing action_id", without(&base, "/action_id")),
-        ("missing schema", without(&base, "/schema")),
-        ("another schema version", set("/schema", json!("scent.action/v2"))),
+        ("missing action_id", without(&hold, "/action_id")),
+        ("missing schema", without(&hold, "/schema")),
+        ("another schema version", set("/schema", json!("scent.action/v3"))),
         ("unknown kind", set("/kind", json!("recall"))),
         ("unknown decision", set("/decision", json!("ship"))),
         ("reasons not an array", set("/reasons", json!("none"))),
         ("ts_ms a string", set("/ts_ms", json!("1795516200000"))),
-        ("evidence without batch end", without(&base, "/evidence/batch_end_ms")),
         ("reason with unknown rule", set("/reasons/0/rule", json!("drift"))),
         ("negative channel", set("/reasons/1/channels/0", json!(-1))),
+        ("negative revision", set("/revision", json!(-1))),
+        ("revision a string", set("/revision", json!("1"))),
+        ("sealed a string", set("/sealed", json!("no"))),
+        ("unknown agent", set("/evidence/verdicts/0/agent", json!("operator"))),
+        ("unknown assessment", set("/evidence/verdicts/1/assessment", json!("ok"))),
+        ("verdict without critical", without(&hold, "/evidence/verdicts/2/critical")),
+        ("verdict notes not strings", set("/evidence/verdicts/1/notes/0", json!(1.08))),
+        ("input span without offsets", without(&hold, "/evidence/input/0/last_offset")),
+        ("input partition a string", set("/evidence/input/1/partition", json!("2"))),
+        ("unknown work", set_order("/maintenance/work", json!("clean"))),
+        ("order without sensor", without(&order, "/maintenance/sensor")),
+        ("order without urgency", without(&order, "/maintenance/urgent")),
+        ("window start a string", set_order("/maintenance/window_start_ms", json!("1795516200000"))),
+        ("findings not an array", set_order("/maintenance/findings", json!("drift"))),
     ];
     for (what, value) in cases {
         assert!(
             decode_action("scent.actions", &to_bytes(&value)).is_err(),
             "{what}: the decoder must reject"
         );
+        schemas().action.assert_invalid(&value, what);
+    }
+}
+
+/// A `scent.action/v1` record of an earlier release (in a topic being
+/// replayed) still decodes, as revision 1, not sealed; the schema describes
+/// the current version only.
+#[test]
+fn version_1_actions_still_decode() {
+    let v1 = json!({
+        "schema": "scent.action/v1",
+        "action_id": "4cce4dc77306e29a120373648e1d2dfb",
+        "kind": "batch_release",
+        "plant": "p1",
+        "line": "L1",
+        "batch": "B-1124-02",
+        "product": "espresso",
+        "decision": "release",
+        "reasons": [],
+        "evidence": {
+            "batch_start_ms": 1_795_516_500_000_i64,
+            "batch_end_ms": 1_795_520_100_000_i64,
+            "anomalies": 2,
+            "rules_version": RULES_VERSION
+        },
+        "ts_ms": 1_795_520_100_000_i64,
+        "ts": "2026-11-24T11:35:00.000Z"
+    });
+    let action = decode_action("scent.actions", &to_bytes(&v1)).expect("v1 decodes");
+    assert_eq!((action.revision, action.sealed), (1, false));
+    assert_eq!((action.supersedes, action.withdrawn), (None, false));
+    assert_eq!(action.evidence.batch_end_ms, Some(1_795_520_100_000));
+    assert!(action.evidence.verdicts.is_empty() && action.maintenance.is_none());
+    schemas().action.assert_invalid(&v1, "a v1 action");
+}
+
+/// Rules the changelog and the builders guarantee and the schema states;
+/// scent's decoder does not check them (it reads its own output), so only
+/// the schema refuses these.
+#[test]
+fn broken_action_invariants_are_refused_by_the_schema() {
+    let hold = document_action("action-hold");
+    let sealed = document_action("action-hold-sealed");
+    let line_hold = document_action("action-hold-line");
+    let order = document_action("action-schedule-maintenance");
+    let alert = document_action("action-alert");
+    let some_id = json!("0123456789abcdef0123456789abcdef");
+    let quality_verdict = hold["evidence"]["verdicts"][0].clone();
+    #[rustfmt::skip]
+    let cases = [
+        ("schedule_maintenance without maintenance", without(&order, "/maintenance")),
+        ("maintenance on a batch release", with(&hold, &[("/maintenance", order["maintenance"].clone())])),
+        ("maintenance on a line hold", with(&line_hold, &[("/maintenance", order["maintenance"].clone())])),
+        ("revision 0", with(&hold, &[("/revision", json!(0))])),
+        ("revision 1 superseding", with(&hold, &[("/supersedes", some_id.clone())])),
+        ("revision 2 superseding nothing", without(&sealed, "/supersedes")),
+        ("supersedes not an action id", with(&sealed, &[("/supersedes", json!("revision-1"))])),
+        ("batch release without decision", with(&hold, &[("/decision", Value::Null)])),
+        ("batch release without batch", with(&hold, &[("/batch", Value::Null)])),
+        ("batch release without batch end", with(&hold, &[("/evidence/batch_end_ms", Value::Null)])),
+        ("batch release missing batch end", without(&hold, "/evidence/batch_end_ms")),
+        ("line hold with a decision", with(&line_hold, &[("/decision", json!("hold"))])),
+        ("line hold with a batch end", with(&line_hold, &[("/evidence/batch_end_ms", json!(1_795_516_200_000_i64))])),
+        ("line hold without reasons", with(&line_hold, &[("/reasons", json!([]))])),
+        ("urgent order with a batch end", with(&order, &[("/maintenance/urgent", json!(true))])),
+        ("planned order without batch end", with(&order, &[("/evidence/batch_end_ms", Value::Null)])),
+        ("order with reasons", with(&order, &[("/reasons", hold["reasons"].clone())])),
+        ("order of zero duration", with(&order, &[("/maintenance/duration_ms", json!(0))])),
+        ("negative remaining life", with(&order, &[("/maintenance/remaining_useful_life_h", json!(-1.5))])),
+        ("alert without verdicts", without(&alert, "/evidence/verdicts")),
+        ("alert without a predictive verdict", with(&alert, &[("/evidence/verdicts", json!([quality_verdict]))])),
+        ("alert with a batch end", with(&alert, &[("/evidence/batch_end_ms", json!(1_795_516_200_000_i64))])),
+        ("empty verdicts", with(&hold, &[("/evidence/verdicts", json!([]))])),
+        ("empty input", with(&hold, &[("/evidence/input", json!([]))])),
+        ("empty notes", with(&alert, &[("/evidence/verdicts/0/notes", json!([]))])),
+        ("sealed line hold", with(&line_hold, &[("/sealed", json!(true)), ("/revision", json!(2)), ("/supersedes", some_id.clone())])),
+        ("sealed first revision", with(&hold, &[("/sealed", json!(true))])),
+        ("sealed withdrawal", with(&sealed, &[("/withdrawn", json!(true))])),
+        ("withdrawn first revision", with(&line_hold, &[("/withdrawn", json!(true))])),
+        ("missing sealed", without(&hold, "/sealed")),
+        ("missing revision", without(&hold, "/revision")),
+    ];
+    for (what, value) in cases {
         schemas().action.assert_invalid(&value, what);
     }
 }
@@ -654,20 +1136,96 @@ fn unknown_fields_are_tolerated_by_schema_and_decoder() {
     decode_batch_event(&to_bytes(&event), &DecodeLimits::default())
         .expect("extra fields are ignored");
 
-    let action = sample_actions().remove(0);
-    let mut extended = with(
-        &to_value(&encode_action(&action)),
-        &[("/supersedes", Value::Null)],
-    );
-    extended["evidence"]["readings"] = json!(12_000);
-    extended["reasons"][0]["detail"] = json!("later, additive");
+    for (tag, action) in document_actions() {
+        let mut extended = with(
+            &to_value(&encode_action(&action)),
+            &[("/x_ticket", json!("QA-4711"))],
+        );
+        extended["evidence"]["readings"] = json!(12_000);
+        // `pointer_mut`, not indexing: indexing would insert the absent
+        // arrays as `null`.
+        let additions = [
+            ("/reasons/0", "detail", json!("later, additive")),
+            ("/evidence/verdicts/0", "confidence", json!(0.93)),
+            ("/evidence/input/0", "leader_epoch", json!(7)),
+            ("/maintenance", "work_order", json!("WO-2231")),
+        ];
+        for (pointer, field, value) in additions {
+            if let Some(object) = extended.pointer_mut(pointer) {
+                object[field] = value;
+            }
+        }
+        schemas()
+            .action
+            .assert_valid(&extended, &format!("{tag} with additive fields"));
+        assert_eq!(
+            decode_action("scent.actions", &to_bytes(&extended)).unwrap(),
+            action,
+            "{tag}"
+        );
+    }
+
+    let record = with(&model_record_json(), &[("/x_trained_by", json!("ci"))]);
     schemas()
-        .action
-        .assert_valid(&extended, "action with additive fields");
-    assert_eq!(
-        decode_action("scent.actions", &to_bytes(&extended)).unwrap(),
-        action
-    );
+        .model_record
+        .assert_valid(&record, "model record with an extra field");
+    decode_model_record(&to_bytes(&record)).expect("extra fields are ignored");
+}
+
+#[test]
+fn malformed_model_records_are_refused_by_schema_and_decoder() {
+    use RejectReason::*;
+    let base = model_record_json();
+    let set = |pointer: &str, value: Value| with(&base, &[(pointer, value)]);
+    #[rustfmt::skip]
+    let cases = [
+        ("not an object", json!(["forecast/espresso"]), WrongType),
+        ("missing version", without(&base, "/version"), MissingField),
+        ("null version", set("/version", Value::Null), WrongType),
+        ("missing name", without(&base, "/name"), MissingField),
+        ("missing product", without(&base, "/product"), MissingField),
+        ("missing model", without(&base, "/model"), MissingField),
+        ("missing trained_at", without(&base, "/trained_at"), MissingField),
+        ("unknown kind", set("/kind", json!("classifier")), WrongType),
+        ("name without its kind", set("/name", json!("espresso")), OutOfRange),
+        ("model not an object", set("/model", json!("opaque")), WrongType),
+        ("trained_at in another format", set("/trained_at", json!("25.11.2026 04:00")), BadTimestamp),
+    ];
+    for (what, value, expected) in cases {
+        let Err(rejection) = decode_model_record(&to_bytes(&value)) else {
+            panic!("{what}: the decoder must reject");
+        };
+        assert_eq!(rejection.reason, expected, "{what}: {rejection}");
+        schemas().model_record.assert_invalid(&value, what);
+    }
+}
+
+/// The checks of a model record only the engine can make: the schema
+/// treats the model as opaque and cannot recompute its hash.
+#[test]
+fn model_records_are_checked_beyond_the_schema() {
+    let base = model_record_json();
+    let mut altered = base.clone();
+    altered["model"]["config"]["limit"] = json!(2.0);
+    let cases = [
+        (
+            "version of another model",
+            with(&base, &[("/version", json!("0123456789abcdef"))]),
+        ),
+        ("model altered after hashing", altered),
+        (
+            "name of another product",
+            with(&base, &[("/name", json!("forecast/ristretto"))]),
+        ),
+    ];
+    for (what, value) in cases {
+        schemas().model_record.assert_valid(&value, what);
+        let Err(rejection) = decode_model_record(&to_bytes(&value)) else {
+            panic!("{what}: the decoder must reject");
+        };
+        assert_eq!(rejection.stage, Stage::Validate, "{what}: {rejection}");
+        assert_eq!(rejection.reason, RejectReason::OutOfRange, "{what}");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -754,6 +1312,25 @@ fn document_dead_letter_headers_match_the_codec() {
         .map(|(name, _)| name)
         .collect();
     assert_eq!(documented, written);
+
+    let stream_row = table_rows("## `scent.readings.dlq`")
+        .into_iter()
+        .find(|row| {
+            row.first().and_then(|c| code_cell(c))
+                == Some(&format!("{DLQ_HEADER_PREFIX}stream") as &str)
+        })
+        .expect("the stream header is documented");
+    for stream in [
+        InputStream::Readings,
+        InputStream::Batches,
+        InputStream::Models,
+    ] {
+        assert!(
+            stream_row[1].contains(&format!("`{}`", stream.as_str())),
+            "stream `{}` is missing from the stream header's row",
+            stream.as_str()
+        );
+    }
 }
 
 #[test]
@@ -763,6 +1340,7 @@ fn document_names_the_configured_topics_and_schema() {
     for topic in [
         &defaults.readings,
         &defaults.batches,
+        &defaults.models,
         &defaults.actions,
         &defaults.dead_letters,
     ] {
@@ -777,6 +1355,10 @@ fn document_names_the_configured_topics_and_schema() {
     assert_eq!(
         schemas().action.document["properties"]["schema"]["const"],
         ACTION_SCHEMA
+    );
+    assert!(
+        doc().contains("[MES contract](mes-contract.md)"),
+        "the document links the consumer contract"
     );
 }
 
@@ -812,6 +1394,43 @@ fn all_decisions() -> Vec<Decision> {
     for decision in all {
         match decision {
             Decision::Release | Decision::Hold | Decision::Reject => {}
+        }
+    }
+    all.to_vec()
+}
+
+fn all_agents() -> Vec<Agent> {
+    for agent in Agent::ALL {
+        match agent {
+            Agent::Quality | Agent::Predictive | Agent::Maintenance => {}
+        }
+    }
+    Agent::ALL.to_vec()
+}
+
+fn all_assessments() -> Vec<Assessment> {
+    let all = [Assessment::Pass, Assessment::Suspect, Assessment::Fail];
+    for assessment in all {
+        match assessment {
+            Assessment::Pass | Assessment::Suspect | Assessment::Fail => {}
+        }
+    }
+    all.to_vec()
+}
+
+fn all_maintenance_work() -> Vec<MaintenanceWork> {
+    let all = [
+        MaintenanceWork::Inspect,
+        MaintenanceWork::Calibrate,
+        MaintenanceWork::Repair,
+        MaintenanceWork::Replace,
+    ];
+    for work in all {
+        match work {
+            MaintenanceWork::Inspect
+            | MaintenanceWork::Calibrate
+            | MaintenanceWork::Repair
+            | MaintenanceWork::Replace => {}
         }
     }
     all.to_vec()
@@ -862,6 +1481,22 @@ fn schema_enumerations_match_the_model() {
     assert_eq!(
         action["$defs"]["reason"]["properties"]["rule"]["enum"],
         Value::from(wire_names(&all_rules()))
+    );
+    assert_eq!(
+        action["$defs"]["maintenance"]["properties"]["kind"]["enum"],
+        kinds
+    );
+    assert_eq!(
+        action["$defs"]["maintenance"]["properties"]["work"]["enum"],
+        Value::from(wire_names(&all_maintenance_work()))
+    );
+    assert_eq!(
+        action["$defs"]["verdict"]["properties"]["agent"]["enum"],
+        Value::from(wire_names(&all_agents()))
+    );
+    assert_eq!(
+        action["$defs"]["verdict"]["properties"]["assessment"]["enum"],
+        Value::from(wire_names(&all_assessments()))
     );
     assert_eq!(
         schemas().batch_event.document["properties"]["event"]["enum"],
