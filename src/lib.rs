@@ -34,3 +34,4 @@ pub mod sim;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;
+pub mod train;

@@ -43,6 +43,9 @@ enum Command {
     /// truth (one JSON object on stdout).
     #[command(subcommand)]
     Eval(scent::eval::EvalCommand),
+    /// Train, store and publish the forecast models; re-publish a stored
+    /// version (one JSON object on stdout).
+    Train(scent::train::TrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -121,6 +124,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Eval(dataset) => {
             scent::eval::run(dataset)?;
+        }
+        Command::Train(args) => {
+            scent::train::run(args)?;
         }
         Command::Topics(TopicsCommand::Create(args)) => {
             let mut settings = Config::load(args.config.as_deref())?.kafka;

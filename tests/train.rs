@@ -1,0 +1,421 @@
+//! The model lifecycle against real servers: `scent train forecast` on a
+//! simulated plant history (through the real quality-control dataflow),
+//! every version stored in PostgreSQL and published to a fresh models
+//! topic, read back with `kcat` (a client we did not write) and decoded;
+//! `scent train publish` rolling back to an older version and forward to
+//! the latest; training from the readings of the archive.
+//!
+//! Needs `SCENT_KAFKA_BROKERS`, `SCENT_DATABASE_URL` and `kcat` (the
+//! archive test only the database), which
+//! `deploy/test.sh` provides. Without them each test says why and passes,
+//! unless `SCENT_REQUIRE_SERVICES=1` (set by the test script) or `CI` is
+//! set, which make a missing service a failure.
+//!
+//! The histories are small enough for a debug build (2 lines, 60-minute
+//! batches, 300,000 and 450,000 readings: 6 and 9 hours of plant time), so
+//! the tests train with a smaller forecast configuration than the default
+//! (horizons of 1, 5 and 15 minutes, windows of 6 and 30 cycles, 10 trees):
+//! the default looks 2 hours ahead from 30 minutes of history, which needs
+//! runs longer than these batches.
+
+use scent::archive::{Archive, ArchiveBatch};
+use scent::sim::{Plant, SimRecord};
+use scent_operators::model::SourceCoord;
+use scent_operators::model_registry::{decode_model_record, ModelContent};
+use serde_json::Value;
+use sqlx::Row;
+use std::path::Path;
+use std::process::Command;
+use support::{block_on, fresh_database};
+
+mod support;
+
+/// The values of `variables`, or `None` when the test is skipped (a
+/// failure instead when `CI` is set).
+fn services<const N: usize>(test: &str, variables: [&str; N], kcat: bool) -> Option<[String; N]> {
+    let found = support::services(test, variables, kcat);
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!(
+            "{test}: CI is set, and the test needs {variables:?}{}",
+            if kcat { " and kcat" } else { "" }
+        );
+    }
+    found
+}
+
+/// The forecast configuration of these tests and a fresh models topic.
+fn write_config(dir: &Path, models_topic: &str) -> std::path::PathBuf {
+    let path = dir.join("train.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[forecast]\n\
+             horizons_ms = [60000, 300000, 900000]\n\
+             lags = [1, 2, 6]\n\
+             windows = [6, 30]\n\
+             min_training_rows = 100\n\
+             [forecast.forest]\n\
+             trees = 10\n\
+             max_depth = 6\n\
+             [kafka.topics]\n\
+             models = \"{models_topic}\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `scent train ARGS` and returns its JSON report.
+fn scent_train(args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_scent"))
+        .arg("train")
+        .args(args)
+        .env("SCENT_LOG", "warn")
+        .output()
+        .expect("scent runs");
+    assert!(
+        output.status.success(),
+        "scent train {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+}
+
+/// Every record of `topic`, in order, as `(key, payload)`, read with kcat.
+fn kcat_read(brokers: &str, topic: &str) -> Vec<(String, String)> {
+    let output = Command::new("kcat")
+        .args([
+            "-b",
+            brokers,
+            "-C",
+            "-t",
+            topic,
+            "-e",
+            "-q",
+            "-o",
+            "beginning",
+        ])
+        .args(["-f", "%k\t%s\n"])
+        .output()
+        .expect("kcat runs");
+    assert!(
+        output.status.success(),
+        "kcat failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("model records are UTF-8")
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (key, value) = line.split_once('\t').expect("key and value");
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// `(name, version)` of every model of a report.
+fn versions(report: &Value) -> Vec<(String, String)> {
+    report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|model| {
+            (
+                model["name"].as_str().unwrap().to_owned(),
+                model["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The version of the last record keyed `name` on the topic, decoded.
+fn last_published(brokers: &str, topic: &str, name: &str) -> String {
+    let records = kcat_read(brokers, topic);
+    let (_, payload) = records
+        .iter()
+        .rev()
+        .find(|(key, _)| key == name)
+        .unwrap_or_else(|| panic!("no record keyed {name} on {topic}"));
+    decode_model_record(payload.as_bytes())
+        .expect("the published record decodes")
+        .version
+}
+
+#[test]
+fn trains_stores_publishes_and_rolls_back_forecast_models() {
+    let test = "trains_stores_publishes_and_rolls_back_forecast_models";
+    let Some([brokers, admin_url]) =
+        services(test, ["SCENT_KAFKA_BROKERS", "SCENT_DATABASE_URL"], true)
+    else {
+        return;
+    };
+    let database_url = block_on(fresh_database(
+        &admin_url,
+        &format!("scent_test_train_{}", std::process::id()),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("scent.test.models.{}", std::process::id());
+    let config = write_config(dir.path(), &topic);
+    let config = config.to_str().unwrap();
+    let out = dir.path().join("models");
+
+    // 1. Train on 450,000 simulated readings: store, publish, write.
+    let first = scent_train(&[
+        "forecast",
+        "--from-sim",
+        "--readings",
+        "450000",
+        "--lines",
+        "2",
+        "--batch-minutes",
+        "60",
+        "--config",
+        config,
+        "--database-url",
+        &database_url,
+        "--kafka",
+        &brokers,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    eprintln!(
+        "first training: {} index points, replay {:.1} s, training {:.1} s",
+        first["index_points"], first["replay_seconds"], first["training_seconds"]
+    );
+    let first_versions = versions(&first);
+    let names: Vec<&str> = first_versions.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["forecast/decaf", "forecast/espresso"], "{first}");
+    for model in first["models"].as_array().unwrap() {
+        for horizon in model["horizons"].as_array().unwrap() {
+            let holdout = &horizon["holdout"];
+            assert!(holdout["rows"].as_u64().unwrap() > 0, "{horizon}");
+            assert!(holdout["mae"].as_f64().unwrap().is_finite(), "{horizon}");
+            assert!(!horizon["top_importances"].as_array().unwrap().is_empty());
+        }
+    }
+    assert!(first["stored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["new"] == true));
+
+    // The rows: one per version, whose record decodes to the same version
+    // and is the file written and the record published.
+    let published = kcat_read(&brokers, &topic);
+    block_on(async {
+        let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+        for (name, version) in &first_versions {
+            let row = sqlx::query(
+                "SELECT kind, product, training, record FROM model_version \
+                 WHERE name = $1 AND version = $2",
+            )
+            .bind(name)
+            .bind(version)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let product: String = row.get("product");
+            assert_eq!(row.get::<String, _>("kind"), "forecast");
+            assert_eq!(format!("forecast/{product}"), *name);
+            let training: sqlx::types::Json<Value> = row.get("training");
+            assert_eq!(training.0["source"]["kind"], "sim");
+            assert_eq!(training.0["version"], version.as_str());
+            let record: Vec<u8> = row.get("record");
+            let decoded = decode_model_record(&record).expect("the stored record decodes");
+            assert_eq!(decoded.version, *version);
+            let ModelContent::Forecast {
+                product: decoded_product,
+                ..
+            } = &decoded.content;
+            assert_eq!(*decoded_product, product);
+            let file = out.join(format!("{}.json", name.replace('/', "_")));
+            assert_eq!(std::fs::read(&file).unwrap(), record, "{}", file.display());
+            let (_, payload) = published
+                .iter()
+                .find(|(key, _)| key == name)
+                .unwrap_or_else(|| panic!("kcat read no record keyed {name}"));
+            assert_eq!(payload.as_bytes(), record.as_slice(), "{name}");
+        }
+        let dead_letter_streams: String = sqlx::query_scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE conname = 'dead_letter_stream_check'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(
+            dead_letter_streams.contains("'models'"),
+            "{dead_letter_streams}"
+        );
+        pool.close().await;
+    });
+
+    // 2. A second training on a shorter history gives new versions, stored
+    //    and published; training it again stores nothing new.
+    let second_args = [
+        "forecast",
+        "--from-sim",
+        "--readings",
+        "300000",
+        "--lines",
+        "2",
+        "--batch-minutes",
+        "60",
+        "--config",
+        config,
+        "--database-url",
+        &database_url,
+        "--kafka",
+        &brokers,
+    ];
+    let second = scent_train(&second_args);
+    let second_versions = versions(&second);
+    for ((name, old), (_, new)) in first_versions.iter().zip(&second_versions) {
+        assert_ne!(old, new, "{name}: another history, another version");
+        assert_eq!(last_published(&brokers, &topic, name), *new);
+    }
+    let again = scent_train(&second_args[..second_args.len() - 2]);
+    assert_eq!(
+        versions(&again),
+        second_versions,
+        "training is deterministic"
+    );
+    assert!(
+        again["stored"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["new"] == false),
+        "insert-or-ignore: {}",
+        again["stored"]
+    );
+
+    // 3. Roll back: `train publish --version` of the first version puts
+    //    exactly that record back on the topic; without a version, the
+    //    latest trained one goes out.
+    let (name, old_version) = &first_versions[1];
+    let (_, new_version) = &second_versions[1];
+    let rollback = scent_train(&[
+        "publish",
+        "--database-url",
+        &database_url,
+        "--name",
+        name,
+        "--version",
+        old_version,
+        "--config",
+        config,
+        "--kafka",
+        &brokers,
+    ]);
+    assert_eq!(rollback["published"]["version"], old_version.as_str());
+    assert_eq!(last_published(&brokers, &topic, name), *old_version);
+    let stored_file = std::fs::read(out.join(format!("{}.json", name.replace('/', "_")))).unwrap();
+    let records = kcat_read(&brokers, &topic);
+    let (_, last) = records.iter().rev().find(|(key, _)| key == name).unwrap();
+    assert_eq!(last.as_bytes(), stored_file.as_slice(), "byte for byte");
+    let forward = scent_train(&[
+        "publish",
+        "--database-url",
+        &database_url,
+        "--name",
+        name,
+        "--config",
+        config,
+        "--kafka",
+        &brokers,
+    ]);
+    assert_eq!(forward["published"]["version"], new_version.as_str());
+    assert_eq!(last_published(&brokers, &topic, name), *new_version);
+
+    // An unknown version is an error, not a silent no-op.
+    let missing = Command::new(env!("CARGO_BIN_EXE_scent"))
+        .args(["train", "publish", "--database-url", &database_url])
+        .args(["--name", name, "--version", "0000000000000000"])
+        .args(["--config", config, "--kafka", &brokers])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no stored version"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
+
+#[test]
+fn trains_from_the_readings_of_the_archive() {
+    let test = "trains_from_the_readings_of_the_archive";
+    let Some([admin_url]) = services(test, ["SCENT_DATABASE_URL"], false) else {
+        return;
+    };
+    let database_url = block_on(fresh_database(
+        &admin_url,
+        &format!("scent_test_train_archive_{}", std::process::id()),
+    ));
+    // The readings of a simulated plant, archived as the archiver would.
+    let mut sim = scent::simulate::sim_config(11, 300_000, 2, 0);
+    sim.batch_duration_ms = 60 * 60_000;
+    let plant = Plant::new(sim).unwrap();
+    let topic = scent_kafka::Topics::default().readings;
+    let mut readings = Vec::new();
+    for line in 0..2 {
+        for (offset, record) in plant.line_stream(line).enumerate() {
+            if let SimRecord::Reading(reading) = record {
+                let source = SourceCoord {
+                    topic: topic.clone(),
+                    partition: line as i32,
+                    offset: offset as i64,
+                };
+                readings.push((reading, source));
+            }
+        }
+    }
+    let archived = readings.len();
+    block_on(async {
+        let archive = Archive::connect(&database_url).await.unwrap();
+        archive.migrate().await.unwrap();
+        for chunk in readings.chunks(50_000) {
+            archive
+                .commit(&ArchiveBatch {
+                    readings: chunk.to_vec(),
+                    ..ArchiveBatch::default()
+                })
+                .await
+                .unwrap();
+        }
+        archive.close().await;
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "scent.models");
+    let report = scent_train(&[
+        "forecast",
+        "--from-archive",
+        "--database-url",
+        &database_url,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(report["source"]["kind"], "archive");
+    assert_eq!(report["source"]["readings"], archived as u64);
+    let names: Vec<String> = versions(&report).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["forecast/decaf", "forecast/espresso"], "{report}");
+    let stored: i64 = block_on(async {
+        let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+        let count = sqlx::query_scalar(
+            "SELECT count(*) FROM model_version WHERE training -> 'source' ->> 'kind' = 'archive'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        count
+    });
+    assert_eq!(stored, 2);
+    eprintln!(
+        "archive: {archived} readings, {} index points, {} series",
+        report["index_points"], report["series"]
+    );
+}
