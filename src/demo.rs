@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::runtime::{
     self, BoxError, OutputSink, RecordSource, RuntimeConfig, SinkFactory, SourceFactory,
 };
-use crate::sim::{GroundTruth, LabelledEvent, Plant};
+use crate::sim::{EventPlan, GroundTruth, LabelledEvent, Plant};
 use crate::sinks::{write_jsonl, Collected, CollectedOutput};
 use crate::sources::PlantSource;
 use clap::Args;
@@ -148,14 +148,19 @@ pub fn run(options: DemoOptions) -> Result<DemoReport, BoxError> {
     Ok(report)
 }
 
-/// The simulated plant of the demo options.
+/// The simulated plant of the demo options: the default events, plus one
+/// contamination covering the end of a batch, whose decision the batch's
+/// last exposure cycle revises after the end event.
 pub fn plant(options: &DemoOptions) -> Result<Plant, BoxError> {
-    let config = crate::simulate::sim_config(
+    let mut config = crate::simulate::sim_config(
         options.seed,
         options.readings,
         options.lines,
         options.malformed,
     );
+    if let EventPlan::Auto(auto) = &mut config.events {
+        auto.late_contaminations = 1;
+    }
     Ok(Plant::new(config)?)
 }
 
@@ -564,16 +569,38 @@ fn print_superseded(report: &DemoReport) {
             ActionKind::BatchRelease => a.decision.map_or("-", Decision::as_str).to_owned(),
             _ => format!("{} ({} findings)", kind_name(a.kind), a.evidence.anomalies),
         };
+        // What the revision added: reasons that are new or counted more.
+        let added: Vec<String> = action
+            .reasons
+            .iter()
+            .filter(|reason| {
+                previous.is_none_or(|p| {
+                    !p.reasons.iter().any(|old| {
+                        old.sensor == reason.sensor
+                            && old.rule == reason.rule
+                            && old.count >= reason.count
+                    })
+                })
+            })
+            .map(|reason| reason.summary())
+            .collect();
         println!(
-            "  {} {} revision {}: {} -> {} ({} anomalies now){}",
+            "  {} {} revision {} supersedes {}: {} -> {}{}",
             action.line,
             action.batch.as_deref().unwrap_or("-"),
             action.revision,
+            action.supersedes.as_deref().unwrap_or("-"),
             previous.map_or("?".to_owned(), describe),
             describe(action),
-            action.evidence.anomalies,
             if action.withdrawn { ", withdrawn" } else { "" }
         );
+        if !added.is_empty() {
+            println!("      new evidence: {}", added.join(", "));
+        }
+        let injected = injected(report, action.batch.as_deref().unwrap_or("-"));
+        if !injected.is_empty() {
+            println!("      injected: {injected}");
+        }
     }
 }
 

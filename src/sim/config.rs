@@ -357,6 +357,12 @@ pub struct AutoEvents {
     /// spread over the lines in a seeded order (at most 1000; capped at
     /// the number of arrays of the plant).
     pub drifting_sensors: usize,
+    /// Contaminations covering the last 15 s of a batch (line `k % lines`
+    /// gets the k-th, in the first batch from the middle of its run on
+    /// without another event). The batch's last exposure cycle closes after
+    /// its end event, so the decision made at the end is revised by that
+    /// cycle's evidence before the batch seals: a superseded decision.
+    pub late_contaminations: usize,
 }
 
 impl Default for AutoEvents {
@@ -365,6 +371,7 @@ impl Default for AutoEvents {
             batch_fraction: 0.25,
             classes: EventClass::ALL.to_vec(),
             drifting_sensors: 1,
+            late_contaminations: 0,
         }
     }
 }

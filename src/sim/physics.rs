@@ -23,6 +23,7 @@ pub(crate) const TAG_SCHEDULE: u64 = u64::from_le_bytes(*b"schedule");
 pub(crate) const TAG_PRODUCT: u64 = u64::from_le_bytes(*b"product\0");
 pub(crate) const TAG_CONTAMINANT: u64 = u64::from_le_bytes(*b"contamin");
 pub(crate) const TAG_SENSOR_DRIFT: u64 = u64::from_le_bytes(*b"sensdrft");
+pub(crate) const TAG_LATE_CONTAMINATION: u64 = u64::from_le_bytes(*b"latecont");
 
 /// Relative noise of an e-nose channel (σ = 0.5 % of the level).
 pub(crate) const ENOSE_NOISE_RELATIVE: f64 = 0.005;

@@ -8,8 +8,8 @@ use super::config::{EventClass, EventPlan, EventSpec, SimConfig};
 use super::physics::{
     aroma_decay, aroma_rise, contamination_ramp, drift_offset, noise_sigma, rng_for,
     sensor_drift_fraction, wander, Conditions, Contaminant, LineClimate, ProductModel, SensorModel,
-    CALIBRATION_DUE_PCT, CONTAMINANTS, SENSOR_DRIFT_RATE_PCT_PER_HOUR, TAG_SCHEDULE,
-    TAG_SENSOR_DRIFT, TEMPERATURE_TAU_MS,
+    CALIBRATION_DUE_PCT, CONTAMINANTS, SENSOR_DRIFT_RATE_PCT_PER_HOUR, TAG_LATE_CONTAMINATION,
+    TAG_SCHEDULE, TAG_SENSOR_DRIFT, TEMPERATURE_TAU_MS,
 };
 use super::truth::{
     BatchTruth, EventKind, ExpectedMaintenance, ExpectedReason, FaultMode, LabelledEvent,
@@ -25,6 +25,8 @@ use scent_operators::model::{AnomalyRule, BatchEvent, BatchPhase, Decision, Sens
 const EVENT_EARLIEST_OFFSET_MS: i64 = 180_000;
 /// Events end at least this long before their batch ends.
 const EVENT_END_MARGIN_MS: i64 = 60_000;
+/// A late contamination covers the last this-long of its batch.
+const LATE_CONTAMINATION_MS: i64 = 15_000;
 
 /// The sampling grid shared by all lines: step `n` is at
 /// `start + n·interval`, and a sensor samples at that time plus its jitter.
@@ -535,6 +537,8 @@ struct Draft {
     contaminant: Option<usize>,
     start_offset_ms: Option<i64>,
     duration_ms: Option<i64>,
+    /// The event may run to the batch's end (no end margin).
+    to_batch_end: bool,
 }
 
 /// Places the events of one line, and its explicit sensor drifts. Auto
@@ -577,6 +581,33 @@ pub(crate) fn schedule_events(
                     events.push(event);
                 }
             }
+            // Late contaminations: line `k % lines` gets the k-th, in the
+            // first batch from the middle of its run on that has no event.
+            // They draw from their own generator, so that adding one moves
+            // no other event.
+            let mut late_rng = rng_for(config.seed, TAG_LATE_CONTAMINATION, line_index as u64);
+            let late = (line_index..auto.late_contaminations).step_by(config.lines.max(1));
+            let busy: Vec<usize> = events.iter().map(|event| event.batch).collect();
+            let mut free =
+                (line.batches.len() / 2..line.batches.len()).filter(|batch| !busy.contains(batch));
+            for _ in late {
+                let Some(batch) = free.next() else {
+                    break;
+                };
+                let span = &line.batches[batch];
+                let draft = Draft {
+                    start_offset_ms: Some(span.end_ms - span.start_ms - LATE_CONTAMINATION_MS),
+                    duration_ms: Some(LATE_CONTAMINATION_MS),
+                    to_batch_end: true,
+                    ..Draft::default()
+                };
+                let id = format!("EV-{}-{:04}", line.name, events.len() + 1);
+                let class = EventClass::Contamination;
+                if let Ok(event) = place(class, batch, draft, id, line, grid, &mut late_rng) {
+                    events.push(event);
+                }
+            }
+            events.sort_by_key(|event| event.start_ms);
         }
         EventPlan::Explicit(specs) => {
             // Drifts draw from their own generator, so that adding one moves
@@ -789,6 +820,7 @@ fn resolve(spec: &EventSpec, line: &LineModel) -> Result<(usize, Draft), String>
             contaminant,
             start_offset_ms: spec.start_offset_ms,
             duration_ms: spec.duration_ms,
+            to_batch_end: false,
         },
     ))
 }
@@ -875,7 +907,10 @@ fn place(
         }
     };
 
-    let latest_end = batch.end_ms - EVENT_END_MARGIN_MS;
+    let latest_end = match draft.to_batch_end {
+        true => batch.end_ms,
+        false => batch.end_ms - EVENT_END_MARGIN_MS,
+    };
     let (start_ms, end_ms) = if class == EventClass::ProcessDrift {
         let offset = draft
             .start_offset_ms
