@@ -7,7 +7,7 @@ use scent_kafka::codec::encode_action;
 use scent_kafka::sink::{KafkaEpochSink, SinkCounts};
 use scent_kafka::KafkaError;
 use scent_operators::epoch_sink::EpochOutput;
-use scent_operators::model::{Action, DeadLetter};
+use scent_operators::model::{Action, ActionKind, DeadLetter};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -106,10 +106,16 @@ impl Collected {
         }
     }
 
-    /// How many actions and dead letters were collected so far.
+    /// How many batches have a sealed (final) decision among the actions
+    /// collected so far, and how many dead letters were collected.
     pub fn counts(&self) -> (usize, usize) {
         let collected = self.inner.lock().expect("collected lock");
-        (collected.actions.len(), collected.dead_letters.len())
+        let sealed = collected
+            .actions
+            .iter()
+            .filter(|(_, action)| action.kind == ActionKind::BatchRelease && action.sealed)
+            .count();
+        (sealed, collected.dead_letters.len())
     }
 
     /// Everything collected, in a deterministic order (epoch, then key).

@@ -971,9 +971,23 @@ fn assert_dead_letters(records: &[DlqRecord], expected: &[ExpectedLetter], when:
     assert_eq!(records.len(), expected.len(), "{when}: nothing else");
 }
 
-/// The decisions on the actions topic are exactly the expected ones, each
-/// once: `batches` by name.
+/// The final (sealed) release decisions among `actions`.
+fn sealed(actions: &[Value]) -> Vec<&Value> {
+    actions
+        .iter()
+        .filter(|action| action["kind"] == "batch_release" && action["sealed"] == true)
+        .collect()
+}
+
+/// The decisions on the actions topic are exactly the expected ones: no
+/// action twice, and one sealed decision per batch of `batches`.
 fn assert_actions(actions: &[Value], batches: &[&BatchSpec], when: &str) {
+    let ids: std::collections::BTreeSet<&str> = actions
+        .iter()
+        .map(|action| action["action_id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(ids.len(), actions.len(), "{when}: no action twice");
+    let actions: Vec<Value> = sealed(actions).into_iter().cloned().collect();
     let decided: Vec<&str> = actions
         .iter()
         .map(|action| action["batch"].as_str().unwrap_or("<none>"))
@@ -1155,8 +1169,10 @@ progress = "{}"
             let ingested = engine.metrics().sum("scent_ingest_records_total", &[]);
             let actions = kcat_actions(&brokers, &topics.actions);
             let dead = kcat_dead_letters(&brokers, &topics.dead_letters);
-            (ingested >= first.len() as f64 && actions.len() >= 2 && dead.len() >= letters.len())
-                .then_some((actions, dead))
+            (ingested >= first.len() as f64
+                && sealed(&actions).len() >= 2
+                && dead.len() >= letters.len())
+            .then_some((actions, dead))
         },
     );
     let (actions, dead) = decided;
@@ -1201,7 +1217,7 @@ progress = "{}"
             let actions = kcat_actions(&brokers, &topics.actions);
             let dead = kcat_dead_letters(&brokers, &topics.dead_letters);
             (ingested >= (first.len() + second.len()) as f64
-                && actions.len() >= 3
+                && sealed(&actions).len() >= 3
                 && dead.len() >= letters.len())
             .then_some((actions, dead))
         },

@@ -105,6 +105,9 @@ SELECT 'CREATE ROLE scent LOGIN CREATEDB PASSWORD ''scent'''
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'scent') \gexec
 SELECT 'CREATE DATABASE scent OWNER scent'
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'scent') \gexec
+-- Tests drop their own databases WITH (FORCE), which must end the
+-- autovacuum workers (owned by the superuser) that may be at work there.
+GRANT pg_signal_backend TO scent;
 EOF
   "$PG_BIN/psql" -X -q -At "$URL" -c 'select 1' >/dev/null ||
     scent_die "cannot connect as scent to $URL"

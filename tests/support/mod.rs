@@ -382,3 +382,49 @@ where
     );
     serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
 }
+
+/// Checks the changelog of a topic's actions (in the order read, per
+/// partition) and returns each batch's final decision: its sealed
+/// `batch_release`. Every subject's revisions count up from 1, each names
+/// the one before, and a batch has exactly one sealed release.
+#[allow(dead_code)]
+pub fn final_decisions(
+    actions: &[scent_operators::model::Action],
+) -> BTreeMap<String, scent_operators::model::Action> {
+    use scent_operators::model::ActionKind;
+    let mut chains: BTreeMap<_, Vec<&scent_operators::model::Action>> = BTreeMap::new();
+    for action in actions {
+        chains.entry(action.subject()).or_default().push(action);
+    }
+    let mut finals = BTreeMap::new();
+    for (subject, chain) in chains {
+        for (position, action) in chain.iter().enumerate() {
+            assert_eq!(
+                action.revision as usize,
+                position + 1,
+                "revisions of {subject:?} count up from 1: {chain:?}"
+            );
+            let previous = position.checked_sub(1).map(|p| chain[p].action_id.clone());
+            assert_eq!(
+                action.supersedes, previous,
+                "{subject:?} names its predecessor"
+            );
+        }
+        if subject.kind == ActionKind::BatchRelease {
+            let last = chain.last().expect("a chain has an action");
+            assert!(last.sealed, "the last release of {subject:?} is sealed");
+            let batch = subject.batch.clone().expect("releases name their batch");
+            finals.insert(batch, (*last).clone());
+        }
+    }
+    finals
+}
+
+/// Batches with a sealed release decision among `actions`.
+#[allow(dead_code)]
+pub fn sealed_batches(actions: &[scent_operators::model::Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| a.kind == scent_operators::model::ActionKind::BatchRelease && a.sealed)
+        .count()
+}
