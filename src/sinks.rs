@@ -118,11 +118,16 @@ impl Collected {
         (sealed, collected.dead_letters.len())
     }
 
-    /// Everything collected, in a deterministic order (epoch, then key).
+    /// Everything collected, in a deterministic order (epoch, key, revision).
     pub fn take_sorted(&self) -> CollectedOutput {
         let mut output = std::mem::take(&mut *self.inner.lock().expect("collected lock"));
         output.actions.sort_by(|(e1, a1), (e2, a2)| {
-            (e1, a1.key(), &a1.action_id).cmp(&(e2, a2.key(), &a2.action_id))
+            (e1, a1.key(), a1.revision, &a1.action_id).cmp(&(
+                e2,
+                a2.key(),
+                a2.revision,
+                &a2.action_id,
+            ))
         });
         output
             .dead_letters

@@ -7,7 +7,7 @@
 //! next to input: decisions, rejections and progress records). The
 //! operator buffers its inputs per epoch. When the frontier of both inputs
 //! has passed an epoch, nothing more can arrive for it: the epoch's actions
-//! (sorted by key and id), dead letters (sorted by source coordinates) and
+//! (sorted by key, then revision, then id), dead letters (sorted by source coordinates) and
 //! source advances (by worker and epoch) are passed to the `emit`
 //! callback, in epoch order. That is the natural unit of an atomic commit,
 //! and it keeps the output a function of the input alone.
@@ -34,7 +34,7 @@ use timely::dataflow::StreamVec;
 pub struct EpochOutput {
     /// The epoch.
     pub epoch: Epoch,
-    /// New actions, sorted by key and id.
+    /// New actions, sorted by key, revision and id.
     pub actions: Vec<Action>,
     /// Dead letters, sorted by source coordinates.
     pub dead_letters: Vec<DeadLetter>,
@@ -125,8 +125,15 @@ impl<'scope> EpochSink<'scope> for VecCollection<'scope, Epoch, Action> {
                                     std::iter::repeat_n(action, diff as usize)
                                 })
                                 .collect();
+                            // By key (one partition per key), and within a
+                            // key in revision order: a subject revised and
+                            // sealed in one epoch keeps its chain in order.
                             actions.sort_by(|a, b| {
-                                (a.key(), &a.action_id).cmp(&(b.key(), &b.action_id))
+                                (a.key(), a.revision, &a.action_id).cmp(&(
+                                    b.key(),
+                                    b.revision,
+                                    &b.action_id,
+                                ))
                             });
                             dead_letters.sort_by(|a, b| a.record.source.cmp(&b.record.source));
                             advances.sort();
