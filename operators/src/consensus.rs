@@ -14,9 +14,11 @@
 //!
 //! A required agent without a verdict counts as not passing (it cannot
 //! have seen the batch). In every mode a critical finding vetoes the
-//! release; with `reject_on_critical` it rejects the batch outright,
-//! otherwise it holds it for a human disposition (the default: an
-//! automated reject destroys product, which GMP practice leaves to QA).
+//! release; with `reject_on_critical` a critical finding about the product
+//! (the quality agent's) rejects the batch outright, otherwise it holds it
+//! for a human disposition (the default: an automated reject destroys
+//! product, which GMP practice leaves to QA). An instrument failure (the
+//! maintenance agent's critical verdict: no usable array) only ever holds.
 //!
 //! The action names, strongest first, the reasons of every failing or
 //! critical verdict, and carries every verdict as evidence (a suspect
@@ -90,8 +92,17 @@ impl ConsensusPolicy {
     /// The decision from the verdicts of a batch (any agents, any order).
     pub fn decide(&self, verdicts: &[&AgentVerdict]) -> Decision {
         let required = |verdict: &&&AgentVerdict| self.agents.contains(&verdict.agent);
-        if verdicts.iter().filter(required).any(|v| v.critical) {
-            return match self.reject_on_critical {
+        let critical: Vec<&&AgentVerdict> = verdicts
+            .iter()
+            .filter(required)
+            .filter(|v| v.critical)
+            .collect();
+        if !critical.is_empty() {
+            // Only a finding about the product can reject it; an instrument
+            // that failed (the maintenance agent's critical verdict) holds
+            // the batch for review.
+            let product = critical.iter().any(|v| v.agent == Agent::Quality);
+            return match self.reject_on_critical && product {
                 true => Decision::Reject,
                 false => Decision::Hold,
             };
@@ -356,6 +367,9 @@ mod tests {
             ..ConsensusPolicy::default()
         };
         assert_eq!(rejecting.decide(&[&critical]), Decision::Reject);
+        // A line without a usable array is held, never rejected.
+        let blind = verdict(Agent::Maintenance, Fail, true);
+        assert_eq!(rejecting.decide(&[&blind]), Decision::Hold);
         // Verdicts of agents the policy does not require do not count.
         let predictive = verdict(Agent::Predictive, Fail, true);
         assert_eq!(
