@@ -144,12 +144,16 @@ impl ArrayHealth {
             CleanAirSample::Baseline(baseline) => {
                 let now_ms = baseline.end_ms;
                 self.baselines.push(baseline);
+                // The sample closes with a batch's first reading; without a
+                // batch to attach it to, the status is not moved, so the
+                // next report still compares with the last one made.
+                let batch = reading.batch.clone()?;
                 let health = assess(&self.baselines, &self.responses, now_ms, config);
                 let previous = std::mem::replace(&mut self.status, health.status);
                 Some(HealthReport {
                     line: reading.line.clone(),
                     sensor: reading.sensor.clone(),
-                    batch: reading.batch.clone()?,
+                    batch,
                     health,
                     previous,
                 })
