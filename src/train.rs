@@ -127,10 +127,6 @@ const MAX_STEPS_PER_CHUNK: usize = 256;
 /// How long publishing waits for the broker's acknowledgement.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The largest message the producer sends: the models topic's
-/// `max.message.bytes` (`scent topics create`).
-const MAX_MESSAGE_BYTES: &str = "67108864";
-
 /// Options of `scent train`.
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
@@ -567,12 +563,14 @@ pub fn replay_quality_index(
 
 /// The index series of `points` (ordered by line and time) per product:
 /// the contiguous runs of one line and one product, a run breaking where
-/// consecutive samples lie more than two sample periods apart. Where two
+/// consecutive samples lie more than `max_gap_ms` apart (the model's
+/// `ForecastConfig::max_gap_ms`: the engine's forecaster cuts its histories
+/// the same way). Where two
 /// batches share a cycle window on a line, the higher index is kept (the
 /// window's index is the largest over the line).
 pub fn series_by_product(
     points: &[IndexPoint],
-    sample_period_ms: i64,
+    max_gap_ms: i64,
 ) -> BTreeMap<String, Vec<Vec<QualitySample>>> {
     let mut by_product: BTreeMap<String, Vec<Vec<QualitySample>>> = BTreeMap::new();
     let mut current: Option<(&str, &str, Vec<QualitySample>)> = None;
@@ -587,7 +585,7 @@ pub fn series_by_product(
             }
             let continues = *line == point.line
                 && *product == point.product
-                && point.ts_ms - last.ts_ms <= 2 * sample_period_ms;
+                && point.ts_ms - last.ts_ms <= max_gap_ms;
             if continues {
                 samples.push(sample(point));
                 continue;
@@ -776,7 +774,7 @@ pub fn train_forecast(options: &ForecastOptions) -> Result<Value, TrainError> {
             source,
         })?;
     }
-    let series = series_by_product(&points, forecast_config.sample_period_ms);
+    let series = series_by_product(&points, forecast_config.max_gap_ms);
     let training_started = Instant::now();
     let trained_ms = chrono::Utc::now().timestamp_millis();
     let (trained, skipped) = train_products(&series, &forecast_config, trained_ms);
@@ -942,7 +940,10 @@ fn model_producer(settings: &KafkaSettings) -> Result<(FutureProducer, &'static 
     for codec in ["zstd", "lz4"] {
         let mut config = settings.client_config();
         config
-            .set("message.max.bytes", MAX_MESSAGE_BYTES)
+            .set(
+                "message.max.bytes",
+                scent_kafka::producer::MAX_MESSAGE_BYTES.to_string(),
+            )
             .set("compression.type", codec)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -1076,14 +1077,14 @@ mod tests {
         let mut points = vec![
             point("L1", "espresso", 0, 0.1),
             point("L1", "espresso", 10_000, 0.2),
-            point("L1", "espresso", 30_000, 0.3), // two periods: same run
-            point("L1", "espresso", 60_000, 0.4), // three periods: new run
+            point("L1", "espresso", 30_000, 0.3), // 20 s gap: same run
+            point("L1", "espresso", 60_000, 0.4), // 30 s gap: new run
             point("L1", "decaf", 70_000, 0.5),    // product change: new run
             point("L2", "espresso", 70_000, 0.6), // other line: new run
             point("L2", "espresso", 80_000, 0.7),
         ];
         points.sort();
-        let series = series_by_product(&points, 10_000);
+        let series = series_by_product(&points, 20_000);
         let lengths =
             |product: &str| -> Vec<usize> { series[product].iter().map(Vec::len).collect() };
         assert_eq!(lengths("espresso"), vec![3, 1, 2]);

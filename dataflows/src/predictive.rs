@@ -112,31 +112,50 @@ pub struct LineForecast {
     pub forecast: Forecast,
 }
 
-macro_rules! ordered_by_json {
-    ($type:ty) => {
-        // Total order through the JSON text: these records hold f64s and
-        // nested vectors, are few, and only need some total order to be
-        // consolidated.
-        impl PartialEq for $type {
-            fn eq(&self, other: &Self) -> bool {
-                self.cmp(other) == std::cmp::Ordering::Equal
-            }
-        }
-        impl Eq for $type {}
-        impl PartialOrd for $type {
-            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-                Some(self.cmp(other))
-            }
-        }
-        impl Ord for $type {
-            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-                let text = |value: &Self| serde_json::to_string(value).unwrap_or_default();
-                text(self).cmp(&text(other))
-            }
-        }
-    };
+impl PartialEq for LineForecast {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
 }
-ordered_by_json!(LineForecast);
+impl Eq for LineForecast {}
+impl PartialOrd for LineForecast {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+/// Ordered by line, origin, batch and model, then every figure with
+/// `f64::total_cmp`: a total order, for consolidation.
+impl Ord for LineForecast {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (&self.forecast, &other.forecast);
+        (&self.line, a.ts_ms, &self.batch, &self.model)
+            .cmp(&(&other.line, b.ts_ms, &other.batch, &other.model))
+            .then_with(|| self.index.total_cmp(&other.index))
+            .then_with(|| a.horizons.len().cmp(&b.horizons.len()))
+            .then_with(|| {
+                a.horizons
+                    .iter()
+                    .zip(&b.horizons)
+                    .map(|(x, y)| {
+                        (x.horizon_ms, x.crosses_limit)
+                            .cmp(&(y.horizon_ms, y.crosses_limit))
+                            .then_with(|| x.value.total_cmp(&y.value))
+                    })
+                    .find(|order| order.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+            .then_with(|| a.drivers_horizon_ms.cmp(&b.drivers_horizon_ms))
+            .then_with(|| a.drivers.len().cmp(&b.drivers.len()))
+            .then_with(|| {
+                a.drivers
+                    .iter()
+                    .zip(&b.drivers)
+                    .map(|(x, y)| x.0.cmp(&y.0).then_with(|| x.1.total_cmp(&y.1)))
+                    .find(|order| order.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+    }
+}
 
 impl PartialEq for IndexPoint {
     fn eq(&self, other: &Self) -> bool {
@@ -307,9 +326,14 @@ impl LineForecaster {
             let Some((version, model)) = self.models.get(&point.product) else {
                 continue;
             };
+            // The history the model was trained on: the run of this
+            // product on this line (`scent train` cuts series at product
+            // changes and at gaps longer than the model's `max_gap_ms`,
+            // which `forecast` checks).
             let mut history: Vec<QualitySample> = series
                 .range(..=origin)
                 .rev()
+                .take_while(|(_, earlier)| earlier.product == point.product)
                 .take(model.config().history_len())
                 .map(|(ts_ms, point)| QualitySample {
                     ts_ms: *ts_ms,
