@@ -147,18 +147,26 @@ impl Changelog {
                 }
             }
             let previous = open.subjects.get(&subject);
+            // The collection's content id of the new state, and its revision.
             let next = match (inserted, previous) {
-                (Some(action), None) => Some(revise(action, None)),
-                (Some(action), Some(state)) => (state.content.as_deref()
-                    != Some(action.action_id.as_str()))
-                .then(|| revise(action, Some(&state.last))),
-                (None, Some(state)) if state.content.is_some() => Some(revise(
-                    Action {
+                (Some(action), None) => {
+                    Some((Some(action.action_id.clone()), revise(action, None)))
+                }
+                (Some(action), Some(state)) => {
+                    (state.content.as_deref() != Some(action.action_id.as_str())).then(|| {
+                        (
+                            Some(action.action_id.clone()),
+                            revise(action, Some(&state.last)),
+                        )
+                    })
+                }
+                (None, Some(state)) if state.content.is_some() => {
+                    let withdrawn = Action {
                         withdrawn: true,
                         ..state.last.clone()
-                    },
-                    Some(&state.last),
-                )),
+                    };
+                    Some((None, revise(withdrawn, Some(&state.last))))
+                }
                 (None, _) => None,
             };
             if let Some((content, action)) = next {
@@ -187,14 +195,11 @@ impl Changelog {
                 };
                 for state in open.subjects.into_values() {
                     if state.last.kind == ActionKind::BatchRelease && !state.last.withdrawn {
-                        let (_, action) = revise(
-                            Action {
-                                sealed: true,
-                                ..state.last.clone()
-                            },
-                            Some(&state.last),
-                        );
-                        sent.push(action);
+                        let sealed = Action {
+                            sealed: true,
+                            ..state.last.clone()
+                        };
+                        sent.push(revise(sealed, Some(&state.last)));
                     }
                 }
                 self.sealed.insert(batch_key);
@@ -203,36 +208,16 @@ impl Changelog {
     }
 }
 
-/// The next revision of a subject: `action` (its content id is the
-/// collection's) numbered after `previous` and naming it. Returns the
-/// content id it answers to (`None` for a withdrawal) and the revision.
-fn revise(action: Action, previous: Option<&Action>) -> (Option<String>, Action) {
-    let content = (!action.withdrawn).then(|| action.action_id.clone());
+/// The next revision of a subject: `action` numbered after `previous`,
+/// naming it, with its own id.
+fn revise(action: Action, previous: Option<&Action>) -> Action {
     let mut revision = Action {
         revision: previous.map_or(1, |p| p.revision + 1),
         supersedes: previous.map(|p| p.action_id.clone()),
         ..action
     };
-    // A sealing or withdrawing revision keeps the content id of what it
-    // repeats, so compare before re-hashing.
-    let content = match (content, previous) {
-        (Some(_), Some(p)) if revision.sealed => p_content(p),
-        (content, _) => content,
-    };
     revision.action_id = action_id(&revision);
-    (content, revision)
-}
-
-fn p_content(previous: &Action) -> Option<String> {
-    // The content id of a sent revision is the id it had with revision 1,
-    // no predecessor, not sealed: what the collection produced.
-    Some(action_id(&Action {
-        revision: 1,
-        supersedes: None,
-        sealed: false,
-        withdrawn: false,
-        ..previous.clone()
-    }))
+    revision
 }
 
 /// Extension trait: the changelog of a collection of decisions.
