@@ -22,7 +22,9 @@
 //! ([`crate::agents`]), so a new model version re-scores cycles and
 //! revises decisions incrementally, until the batch seals. The output is a
 //! function of the input alone: the number of workers and the arrival
-//! order within the allowed lateness do not change it.
+//! order within the allowed lateness do not change it. Model records are
+//! the exception: having no event time, one applies from the frontier at
+//! which it is read.
 
 use crate::agents::{agents, AgentInputs, Agents, AgentsConfig};
 use crate::predictive::{

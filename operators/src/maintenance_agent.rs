@@ -21,8 +21,9 @@
 //!   previous sample, so one drift episode gives one calibration proposal,
 //!   not one per batch. **Coordination with the batch schedule**: the
 //!   window of an order opens at the end of the batch during which the
-//!   need was found, in the gap before the line's next batch; the order is
-//!   issued when that end event arrives, with the time the work takes. Only
+//!   need was found (the line's next batch waits for the work: its start is
+//!   not known in advance); the order is issued when that end event
+//!   arrives, with the time the work takes. Only
 //!   an array whose data cannot be trusted now (half its channels stuck, or
 //!   its response lost) is serviced at once (`urgent`), during the batch; a
 //!   baseline shift alone, even past the replacement limit, waits for the

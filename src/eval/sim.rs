@@ -24,15 +24,20 @@
 //! * `line_holds`: contaminated batches escalated with a `hold_line` before
 //!   their end, and how long before (`line_hold_lead_s`, mean and min);
 //! * `faults_rejected`: batches with a sensor fault whose decision is
-//!   `reject` (the target is none: faults lead to maintenance);
+//!   `reject` (the target is none: faults lead to maintenance; with the
+//!   default policy nothing is ever rejected, so `fault_batches_held` says
+//!   more: fault batches held, each expected by the truth only where a
+//!   measurement was lost without a sibling to cover it);
 //!   `maintenance_recall`: expected maintenance (one per sensor fault, per
 //!   drift due within the run) with a matching order for the sensor
 //!   (`repair`/`replace` for stuck and dropout, `inspect` for spikes,
 //!   `calibrate`/`replace` for drift); `unexpected_orders`: orders for a
 //!   sensor with no fault or drift;
 //! * `calibration`: drift calibrations proposed, their delay after the
-//!   truth's due time (hours), and the share placed in a gap between batches
-//!   (the window opens at a batch end, not during a batch).
+//!   truth's due time (hours), and the share whose window opens at a batch
+//!   end rather than during a batch (the agent places every non-urgent order
+//!   there, so this guards against urgent calibrations; whether the next
+//!   batch leaves room for the work is the MES's to plan).
 //!
 //! A ratio whose denominator is zero is `null`.
 
@@ -82,6 +87,7 @@ struct Tally {
     hold_leads_s: Vec<f64>,
     fault_batches: u64,
     faults_rejected: u64,
+    fault_batches_held: u64,
     expected_maintenance: u64,
     maintenance_found: u64,
     unexpected_orders: u64,
@@ -110,6 +116,7 @@ impl Tally {
         self.hold_leads_s.extend(other.hold_leads_s);
         self.fault_batches += other.fault_batches;
         self.faults_rejected += other.faults_rejected;
+        self.fault_batches_held += other.fault_batches_held;
         self.expected_maintenance += other.expected_maintenance;
         self.maintenance_found += other.maintenance_found;
         self.unexpected_orders += other.unexpected_orders;
@@ -144,6 +151,7 @@ impl Tally {
             "line_hold_lead_s": {"mean": mean(&self.hold_leads_s), "min": min(&self.hold_leads_s)},
             "fault_batches": self.fault_batches,
             "faults_rejected": self.faults_rejected,
+            "fault_batches_held": self.fault_batches_held,
             "expected_maintenance": self.expected_maintenance,
             "maintenance_recall": ratio(self.maintenance_found, self.expected_maintenance),
             "unexpected_orders": self.unexpected_orders,
@@ -256,6 +264,7 @@ fn score(report: &DemoReport, cycle_ms: i64) -> Tally {
         tally.unsealed += u64::from(!action.sealed);
         let held = matches!(action.decision, Some(Decision::Hold | Decision::Reject));
         tally.faults_rejected += u64::from(faulty && action.decision == Some(Decision::Reject));
+        tally.fault_batches_held += u64::from(faulty && held);
         if action.decision == Some(batch.expected_decision) {
             tally.decided_as_expected += 1;
         }
