@@ -25,30 +25,6 @@ use support::{block_on, free_local_address, fresh_database, http_get, metric_sum
 
 mod support;
 
-/// Reads a topic to its end with kcat, `read_committed`, one line per
-/// record: `key<TAB>value`.
-fn kcat_read(brokers: &str, topic: &str) -> Vec<(String, String)> {
-    let output = Command::new("kcat")
-        .args(["-b", brokers, "-C", "-t", topic, "-e", "-q", "-u"])
-        .args(["-X", "isolation.level=read_committed", "-f", "%k\t%s\n"])
-        .output()
-        .expect("kcat runs");
-    assert!(
-        output.status.success(),
-        "kcat failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("actions are UTF-8")
-        .lines()
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let (key, value) = line.split_once('\t').expect("key and value");
-            (key.to_owned(), value.to_owned())
-        })
-        .collect()
-}
-
 /// Reads every dead letter of the DLQ topic with its headers.
 fn read_dead_letters(settings: &KafkaSettings, expected: usize) -> Vec<DeadLetter> {
     let consumer: BaseConsumer = settings
@@ -182,7 +158,7 @@ fn readings_through_kafka_to_actions_dead_letters_and_archive() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut actions: Vec<Action> = Vec::new();
     while Instant::now() < deadline {
-        actions = kcat_read(&brokers, &topics.actions)
+        actions = support::kcat_read(&brokers, &topics.actions)
             .iter()
             .map(|(key, value)| {
                 let action =

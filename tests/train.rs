@@ -81,39 +81,6 @@ fn scent_train(args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
 }
 
-/// Every record of `topic`, in order, as `(key, payload)`, read with kcat.
-fn kcat_read(brokers: &str, topic: &str) -> Vec<(String, String)> {
-    let output = Command::new("kcat")
-        .args([
-            "-b",
-            brokers,
-            "-C",
-            "-t",
-            topic,
-            "-e",
-            "-q",
-            "-o",
-            "beginning",
-        ])
-        .args(["-f", "%k\t%s\n"])
-        .output()
-        .expect("kcat runs");
-    assert!(
-        output.status.success(),
-        "kcat failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("model records are UTF-8")
-        .lines()
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let (key, value) = line.split_once('\t').expect("key and value");
-            (key.to_owned(), value.to_owned())
-        })
-        .collect()
-}
-
 /// `(name, version)` of every model of a report.
 fn versions(report: &Value) -> Vec<(String, String)> {
     report["models"]
@@ -131,7 +98,7 @@ fn versions(report: &Value) -> Vec<(String, String)> {
 
 /// The version of the last record keyed `name` on the topic, decoded.
 fn last_published(brokers: &str, topic: &str, name: &str) -> String {
-    let records = kcat_read(brokers, topic);
+    let records = support::kcat_read(brokers, topic);
     let (_, payload) = records
         .iter()
         .rev()
@@ -202,7 +169,7 @@ fn trains_stores_publishes_and_rolls_back_forecast_models() {
 
     // The rows: one per version, whose record decodes to the same version
     // and is the file written and the record published.
-    let published = kcat_read(&brokers, &topic);
+    let published = support::kcat_read(&brokers, &topic);
     block_on(async {
         let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
         for (name, version) in &first_versions {
@@ -312,7 +279,7 @@ fn trains_stores_publishes_and_rolls_back_forecast_models() {
     assert_eq!(rollback["published"]["version"], old_version.as_str());
     assert_eq!(last_published(&brokers, &topic, name), *old_version);
     let stored_file = std::fs::read(out.join(format!("{}.json", name.replace('/', "_")))).unwrap();
-    let records = kcat_read(&brokers, &topic);
+    let records = support::kcat_read(&brokers, &topic);
     let (_, last) = records.iter().rev().find(|(key, _)| key == name).unwrap();
     assert_eq!(last.as_bytes(), stored_file.as_slice(), "byte for byte");
     let forward = scent_train(&[

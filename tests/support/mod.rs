@@ -428,3 +428,40 @@ pub fn sealed_batches(actions: &[scent_operators::model::Action]) -> usize {
         .filter(|a| a.kind == scent_operators::model::ActionKind::BatchRelease && a.sealed)
         .count()
 }
+
+/// Every record of `topic` from the beginning to its current end, in order,
+/// as `(key, value)`, read with kcat (a client we did not write) as a
+/// `read_committed` consumer.
+#[allow(dead_code)]
+pub fn kcat_read(brokers: &str, topic: &str) -> Vec<(String, String)> {
+    let output = Command::new("kcat")
+        .args([
+            "-b",
+            brokers,
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-u",
+        ])
+        .args(["-X", "isolation.level=read_committed", "-f", "%k\t%s\n"])
+        .output()
+        .expect("kcat runs");
+    assert!(
+        output.status.success(),
+        "kcat failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("records are UTF-8")
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (key, value) = line.split_once('\t').expect("key and value");
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
