@@ -35,7 +35,6 @@ use scent_operators::wire::{encode_batch_event, encode_reading};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,31 +215,9 @@ fn sample(pid: u32, listen: String, readings_topic: String, stop: Arc<AtomicBool
 /// Reads the actions topic with kcat, `read_committed`, one JSON value per
 /// line.
 fn kcat_actions(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
-    let output = Command::new("kcat")
-        .args([
-            "-b",
-            brokers,
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ])
-        .args(["-X", "isolation.level=read_committed", "-f", "%s\n"])
-        .output()
-        .expect("kcat runs");
-    assert!(
-        output.status.success(),
-        "kcat failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("actions are UTF-8")
-        .lines()
-        .filter(|line| !line.is_empty())
-        .map(|line| serde_json::from_str(line).expect("actions are JSON"))
+    support::kcat_read(brokers, topic)
+        .iter()
+        .map(|(_, value)| serde_json::from_str(value).expect("actions are JSON"))
         .collect()
 }
 

@@ -33,7 +33,6 @@ use scent_operators::model::{BatchEvent, BatchPhase, Reading, SensorKind};
 use scent_operators::wire::{encode_batch_event, encode_reading};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{Engine, Metrics};
 
@@ -815,34 +814,10 @@ impl DlqRecord {
     }
 }
 
-fn kcat(brokers: &str, topic: &str, format: &str) -> Vec<u8> {
-    let output = Command::new("kcat")
-        .args([
-            "-b",
-            brokers,
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ])
-        .args(["-X", "isolation.level=read_committed", "-f", format])
-        .output()
-        .expect("kcat runs");
-    assert!(
-        output.status.success(),
-        "kcat failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
 /// Reads the whole dead-letter topic with kcat, `read_committed`: the value
 /// length-prefixed (it may be any bytes), then the key, then the headers.
 fn kcat_dead_letters(brokers: &str, topic: &str) -> Vec<DlqRecord> {
-    let out = kcat(brokers, topic, "%R%s%K\t%k%h\n");
+    let out = support::kcat(brokers, topic, "%R%s%K\t%k%h\n");
     let mut records = Vec::new();
     let mut at = 0;
     let take_until = |at: &mut usize, stop: u8| -> Vec<u8> {
@@ -894,7 +869,7 @@ fn kcat_dead_letters(brokers: &str, topic: &str) -> Vec<DlqRecord> {
 /// Reads the actions topic with kcat, `read_committed`, one JSON value per
 /// line.
 fn kcat_actions(brokers: &str, topic: &str) -> Vec<Value> {
-    String::from_utf8(kcat(brokers, topic, "%s\n"))
+    String::from_utf8(support::kcat(brokers, topic, "%s\n"))
         .expect("actions are UTF-8")
         .lines()
         .filter(|line| !line.is_empty())

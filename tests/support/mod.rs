@@ -429,11 +429,11 @@ pub fn sealed_batches(actions: &[scent_operators::model::Action]) -> usize {
         .count()
 }
 
-/// Every record of `topic` from the beginning to its current end, in order,
-/// as `(key, value)`, read with kcat (a client we did not write) as a
-/// `read_committed` consumer.
+/// The records of `topic` from the beginning to its current end, read with
+/// kcat (a client we did not write) as a `read_committed` consumer, each
+/// printed with kcat's `format` (e.g. `%k\t%s\n`).
 #[allow(dead_code)]
-pub fn kcat_read(brokers: &str, topic: &str) -> Vec<(String, String)> {
+pub fn kcat(brokers: &str, topic: &str, format: &str) -> Vec<u8> {
     let output = Command::new("kcat")
         .args([
             "-b",
@@ -447,7 +447,7 @@ pub fn kcat_read(brokers: &str, topic: &str) -> Vec<(String, String)> {
             "-q",
             "-u",
         ])
-        .args(["-X", "isolation.level=read_committed", "-f", "%k\t%s\n"])
+        .args(["-X", "isolation.level=read_committed", "-f", format])
         .output()
         .expect("kcat runs");
     assert!(
@@ -455,7 +455,13 @@ pub fn kcat_read(brokers: &str, topic: &str) -> Vec<(String, String)> {
         "kcat failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout)
+    output.stdout
+}
+
+/// Every record of `topic`, in order, as `(key, value)` (see [`kcat`]).
+#[allow(dead_code)]
+pub fn kcat_read(brokers: &str, topic: &str) -> Vec<(String, String)> {
+    String::from_utf8(kcat(brokers, topic, "%k\t%s\n"))
         .expect("records are UTF-8")
         .lines()
         .filter(|line| !line.is_empty())
