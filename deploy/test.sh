@@ -11,8 +11,10 @@
 #      SCENT_REQUIRE_SERVICES=1 (tests needing Kafka/PostgreSQL must fail, not skip),
 #      runs: cargo fmt --check, cargo clippy -D warnings, cargo test (all targets),
 #      cargo test --doc, cargo bench --no-run.
-# Stops at the first failing step and exits non-zero. The last line sums up the test
-# counts of all cargo test runs ("summary: N passed, N failed, N skipped").
+# Stops at the first failing step and exits non-zero; the output then ends with that
+# step's errors and last lines, and the free disk space. The last line sums up the test
+# counts of all cargo test runs ("summary: N passed, N failed, N skipped"). With CI set,
+# CARGO_INCREMENTAL defaults to 0.
 #
 # Usage: deploy/test.sh [--quick]
 #   --quick   skip clippy and the bench build (local iteration)
@@ -56,6 +58,10 @@ TESTS_FAILED=0
 TESTS_SKIPPED=0
 TEST_LOG=""
 SERVICES_UP=0
+# The output of the step that is running, repeated at the very end when it fails: CI
+# shows the tail of a run, and the service logs printed on exit would hide the cause.
+STEP_LOG=""
+FAILED_STEP=""
 
 summary() {
   printf '\nsummary: %d passed, %d failed, %d skipped\n' "$TESTS_PASSED" "$TESTS_FAILED" "$TESTS_SKIPPED"
@@ -96,6 +102,16 @@ on_exit() {
     done
   fi
   stop_services
+  if ((rc != 0)) && [[ -n "$FAILED_STEP" && -s "$STEP_LOG" ]]; then
+    section "step '$FAILED_STEP' failed: its last 60 lines (warnings and errors first)"
+    grep -a -E -m 40 '^(error|warning)(\[|:)' "$STEP_LOG" || true
+    echo "----"
+    tail -n 60 "$STEP_LOG"
+  fi
+  if ((rc != 0)); then
+    section "disk"
+    df -h "$ROOT" "${CARGO_TARGET_DIR:-$ROOT/target}" /tmp 2>/dev/null || true
+  fi
   if [[ -n "${SCENT_RUN_DIR:-}" && -d "$SCENT_RUN_DIR" ]]; then
     if [[ "${SCENT_TEST_KEEP:-0}" == 1 ]]; then
       echo "run dir kept: $SCENT_RUN_DIR"
@@ -104,6 +120,7 @@ on_exit() {
     fi
   fi
   [[ -n "$TEST_LOG" ]] && rm -f -- "$TEST_LOG"
+  [[ -n "$STEP_LOG" ]] && rm -f -- "$STEP_LOG"
   if ((rc != 0)); then
     summary
     echo "FAILED (exit $rc) after $((SECONDS - T0)) s"
@@ -121,9 +138,12 @@ step() {
   section "$name"
   echo "+ $*"
   local t=$SECONDS rc=0
-  "$@" || rc=$?
+  : >"$STEP_LOG"
+  "$@" > >(tee -a "$STEP_LOG") 2>&1 || rc=$?
+  wait "$!" 2>/dev/null || true # the tee, so its output comes before the verdict
   if ((rc != 0)); then
     echo "---- step '$name' failed (exit $rc) after $((SECONDS - t)) s"
+    FAILED_STEP="$name"
     exit "$rc"
   fi
   echo "---- step '$name' ok ($((SECONDS - t)) s)"
@@ -210,7 +230,12 @@ if [[ "${SCENT_TEST_SKIP_CARGO:-0}" == 1 ]]; then
   exit 0
 fi
 
+# A clean clone gains nothing from incremental artifacts, and they take gigabytes.
+[[ -n "${CI:-}" ]] && export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+echo "CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-} target: ${CARGO_TARGET_DIR:-$ROOT/target}"
+df -h "$ROOT" /tmp 2>/dev/null | sed 's/^/disk: /' || true
 TEST_LOG="$(mktemp /tmp/scent-test-output.XXXXXX)"
+STEP_LOG="$(mktemp /tmp/scent-test-step.XXXXXX)"
 step "cargo fmt" cargo fmt --all -- --check
 if ((QUICK)); then
   section "cargo clippy skipped (--quick)"
