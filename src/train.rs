@@ -1,5 +1,6 @@
-//! `scent train`: the lifecycle of the forecast models, from history to
-//! the running engine.
+//! `scent train`: the lifecycle of trained models (forecast models, and
+//! contaminant signatures learned from confirmed contaminations), from
+//! history to the running engine.
 //!
 //! ```text
 //! simulated plant ──┐                                        ┌─▶ DIR/forecast_<product>.json
@@ -45,6 +46,18 @@
 //!    byte; the engine applies it like a new one. Without `--version`, the
 //!    latest `trained_at` is published.
 //!
+//! **Contaminant signatures** (`scent train contaminant --name N --line L
+//! --batch B`). QA confirmed that batch `B` of line `L` was contaminated
+//! by `N`. The history replays as above; the batch's cycles are joined with
+//! the fingerprints they were scored against, and the signature is learned
+//! from the log deviations of the alarming ones
+//! (`scent_operators::contaminant_library::learn_signature`: at least 3
+//! cycles sharing one direction). The report compares it with the
+//! configured library (`resembles`). Storing and publishing are as for
+//! forecasts, under the name `contaminant/N`; every engine then matches it
+//! on every line from the epoch it reads it at (docs/agents.md, "Knowledge
+//! sharing").
+//!
 //! **What the skill figures mean.** For every horizon, training holds out
 //! the latest `holdout_fraction` of origins (20 % by default) (chronologically, with a purge so that no
 //! training target falls in the held-out period), fits a forest on the rest
@@ -84,12 +97,15 @@ use crate::archive::{Archive, ArchiveError};
 use crate::config::{Config, ConfigError};
 use crate::sim::{Plant, SimError, SimRecord};
 use clap::{ArgGroup, Args, Subcommand};
+use differential_dataflow::VecCollection;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use scent_dataflows::predictive::IndexPoint;
-use scent_dataflows::quality_control::{quality_control, QualityControlConfig};
+use scent_dataflows::quality_control::{quality_control, QualityControl, QualityControlConfig};
 use scent_kafka::KafkaSettings;
 use scent_operators::action_changelog::ChangelogConfig;
+use scent_operators::contaminant_library::{learn_signature, LearnConfig};
 use scent_operators::event_clock::Epoch;
+use scent_operators::fingerprint::cosine;
 use scent_operators::forecast::{ForecastConfig, ForecastError, ForecastModel, QualitySample};
 use scent_operators::ingest::Ingested;
 use scent_operators::model::{BatchEvent, BatchPhase, Reading, SourceCoord};
@@ -142,15 +158,20 @@ pub enum TrainCommand {
     /// history; optionally write, store and publish the models (one JSON
     /// object on stdout).
     Forecast(ForecastOptions),
+    /// Learn a confirmed contaminant's signature from the alarming cycles
+    /// of the batch it contaminated, for every line's library; optionally
+    /// write, store and publish it (one JSON object on stdout).
+    Contaminant(ContaminantOptions),
     /// Re-publish a stored model version to the models topic (rollback or
     /// roll forward).
     Publish(PublishOptions),
 }
 
-/// Options of `scent train forecast`.
+/// Where a training history comes from (shared by the subcommands that
+/// replay one).
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("history").required(true).args(["from_sim", "from_archive"])))]
-pub struct ForecastOptions {
+pub struct HistoryOptions {
     /// Train on a simulated plant history.
     #[arg(long)]
     pub from_sim: bool,
@@ -178,13 +199,6 @@ pub struct ForecastOptions {
     /// plus an optional `[forecast]` table (`ForecastConfig`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Write the replayed quality index to FILE, one JSON object per
-    /// line and cycle window (`line`, `batch`, `product`, `ts_ms`, `index`).
-    #[arg(long, value_name = "FILE")]
-    pub index_out: Option<PathBuf>,
-    /// Write DIR/<model name with `/` as `_`>.json, the encoded record.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
     /// PostgreSQL URL: the archive to read (`--from-archive`) and where
     /// every model version is stored.
     #[arg(long, value_name = "URL")]
@@ -192,6 +206,42 @@ pub struct ForecastOptions {
     /// Publish the models to the models topic of the broker at HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
     pub kafka: Option<String>,
+}
+
+/// Options of `scent train forecast`.
+#[derive(Debug, Clone, Args)]
+pub struct ForecastOptions {
+    /// The history to train on.
+    #[command(flatten)]
+    pub history: HistoryOptions,
+    /// Write the replayed quality index to FILE, one JSON object per
+    /// line and cycle window (`line`, `batch`, `product`, `ts_ms`, `index`).
+    #[arg(long, value_name = "FILE")]
+    pub index_out: Option<PathBuf>,
+    /// Write DIR/<model name with `/` as `_`>.json, the encoded record.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Options of `scent train contaminant`.
+#[derive(Debug, Clone, Args)]
+pub struct ContaminantOptions {
+    /// The contaminant QA confirmed, as the library will name it.
+    #[arg(long)]
+    pub name: String,
+    /// The line of the contaminated batch.
+    #[arg(long)]
+    pub line: String,
+    /// The contaminated batch: its alarming cycles teach the signature.
+    #[arg(long)]
+    pub batch: String,
+    /// The history holding the batch (and the batches its fingerprint was
+    /// fitted on).
+    #[command(flatten)]
+    pub history: HistoryOptions,
+    /// Write DIR/contaminant_<name>.json, the encoded record.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// Options of `scent train publish`.
@@ -277,6 +327,7 @@ pub enum TrainError {
 pub fn run(args: TrainArgs) -> Result<(), TrainError> {
     let report = match args.command {
         TrainCommand::Forecast(options) => train_forecast(&options)?,
+        TrainCommand::Contaminant(options) => learn_contaminant(&options)?,
         TrainCommand::Publish(options) => publish_stored(&options)?,
     };
     println!("{report}");
@@ -488,8 +539,36 @@ pub fn replay_quality_index(
     allowed_lateness_ms: u64,
     workers: usize,
 ) -> Result<Vec<IndexPoint>, TrainError> {
-    let captured: Arc<Mutex<BTreeMap<IndexPoint, isize>>> = Arc::default();
+    replay(
+        history,
+        quality_control_config,
+        allowed_lateness_ms,
+        workers,
+        |flow| flow.index.clone(),
+    )
+}
+
+/// Replays `history` through the quality-control dataflow on `workers`
+/// threads and returns the final contents of the collection `select`
+/// picks from its outputs: every record with a positive net count, in
+/// order.
+pub fn replay<D, F>(
+    history: Arc<History>,
+    quality_control_config: &QualityControlConfig,
+    allowed_lateness_ms: u64,
+    workers: usize,
+    select: F,
+) -> Result<Vec<D>, TrainError>
+where
+    D: differential_dataflow::ExchangeData,
+    F: for<'scope> Fn(&QualityControl<'scope>) -> VecCollection<'scope, Epoch, D>
+        + Send
+        + Sync
+        + 'static,
+{
+    let captured: Arc<Mutex<BTreeMap<D, isize>>> = Arc::default();
     let sink = Arc::clone(&captured);
+    let select = Arc::new(select);
     let qc = quality_control_config.clone();
     let changelog = ChangelogConfig {
         seal_after_ms: allowed_lateness_ms,
@@ -498,16 +577,16 @@ pub fn replay_quality_index(
     let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let sink = Arc::clone(&sink);
+        let select = Arc::clone(&select);
         let qc = qc.clone();
         let (mut input, probe) = worker.dataflow::<Epoch, _, _>(move |scope| {
             let (input, ingested) = scope.new_input::<Ingested>();
             let flow = quality_control(ingested, &qc, changelog);
-            let (probe, _) = flow
-                .index
+            let (probe, _) = select(&flow)
                 .inner
-                .inspect(move |(point, _epoch, diff)| {
-                    let mut points = sink.lock().expect("no thread panics holding the index");
-                    *points.entry(point.clone()).or_insert(0) += *diff;
+                .inspect(move |(record, _epoch, diff)| {
+                    let mut records = sink.lock().expect("no thread panics holding the output");
+                    *records.entry(record.clone()).or_insert(0) += *diff;
                 })
                 .probe();
             (input, probe)
@@ -553,11 +632,11 @@ pub fn replay_quality_index(
     for result in guards.join() {
         result.map_err(TrainError::Replay)?;
     }
-    let points = captured.lock().expect("the workers have finished");
-    Ok(points
+    let records = captured.lock().expect("the workers have finished");
+    Ok(records
         .iter()
         .filter(|(_, count)| **count > 0)
-        .map(|(point, _)| point.clone())
+        .map(|(record, _)| record.clone())
         .collect())
 }
 
@@ -710,14 +789,17 @@ fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, TrainError> 
     Ok(runtime.block_on(future))
 }
 
-/// `scent train forecast`: returns the JSON report.
-pub fn train_forecast(options: &ForecastOptions) -> Result<Value, TrainError> {
-    let (mut config, forecast_config) = load_config(options.config.as_deref())?;
+/// The engine configuration with the history's overrides (the broker of
+/// `--kafka`; for a simulated plant, its contaminant library), the history,
+/// and what it is as JSON.
+fn load_history(
+    options: &HistoryOptions,
+    config: &mut Config,
+) -> Result<(History, Value), TrainError> {
     if let Some(brokers) = &options.kafka {
         config.kafka.brokers = brokers.clone();
     }
-    let started = Instant::now();
-    let (history, source) = if options.from_archive {
+    if options.from_archive {
         let url = options
             .database_url
             .as_deref()
@@ -731,31 +813,38 @@ pub fn train_forecast(options: &ForecastOptions) -> Result<Value, TrainError> {
         let count = readings.len();
         let lines = archived_history(readings);
         let source = json!({"kind": "archive", "readings": count, "lines": lines.len()});
-        (History::Archived(lines), source)
-    } else {
-        if options.batch_minutes < 1 {
-            return Err(TrainError::Config(
-                "--batch-minutes must be at least 1".into(),
-            ));
-        }
-        let mut sim = crate::simulate::sim_config(options.seed, options.readings, options.lines, 0);
-        sim.batch_duration_ms = options.batch_minutes * 60_000;
-        let plant = Plant::new(sim)?;
-        config.quality_control.fingerprint.contaminants = plant.contaminant_library();
-        let source = json!({
-            "kind": "sim",
-            "seed": options.seed,
-            "readings": plant.reading_count(),
-            "lines": options.lines,
-            "batch_minutes": options.batch_minutes,
-        });
-        (History::Simulated(plant), source)
-    };
+        return Ok((History::Archived(lines), source));
+    }
+    if options.batch_minutes < 1 {
+        return Err(TrainError::Config(
+            "--batch-minutes must be at least 1".into(),
+        ));
+    }
+    let mut sim = crate::simulate::sim_config(options.seed, options.readings, options.lines, 0);
+    sim.batch_duration_ms = options.batch_minutes * 60_000;
+    let plant = Plant::new(sim)?;
+    config.quality_control.fingerprint.contaminants = plant.contaminant_library();
+    let source = json!({
+        "kind": "sim",
+        "seed": options.seed,
+        "readings": plant.reading_count(),
+        "lines": options.lines,
+        "batch_minutes": options.batch_minutes,
+    });
+    Ok((History::Simulated(plant), source))
+}
+
+/// `scent train forecast`: returns the JSON report.
+pub fn train_forecast(options: &ForecastOptions) -> Result<Value, TrainError> {
+    let history_options = &options.history;
+    let (mut config, forecast_config) = load_config(history_options.config.as_deref())?;
+    let started = Instant::now();
+    let (history, source) = load_history(history_options, &mut config)?;
     let points = replay_quality_index(
         Arc::new(history),
         &config.quality_control,
         config.time.allowed_lateness_ms,
-        options.workers,
+        history_options.workers,
     )?;
     let replay_seconds = started.elapsed().as_secs_f64();
     tracing::info!(
@@ -799,33 +888,13 @@ pub fn train_forecast(options: &ForecastOptions) -> Result<Value, TrainError> {
         }));
     }
 
-    let mut written = Vec::new();
-    if let Some(dir) = &options.out {
-        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        for model in &trained {
-            let path = dir.join(format!("{}.json", model.record.name.replace('/', "_")));
-            std::fs::write(&path, &model.encoded).map_err(|source| TrainError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            written.push(path.display().to_string());
-        }
-    }
-    let mut stored = Vec::new();
-    if let Some(url) = &options.database_url {
-        stored = block_on(store_versions(url, &trained, &source))??;
-    }
-    let mut published = Vec::new();
-    if options.kafka.is_some() {
-        let records: Vec<(&str, &[u8])> = trained
-            .iter()
-            .map(|model| (model.record.name.as_str(), model.encoded.as_slice()))
-            .collect();
-        published = block_on(publish(&config.kafka, &records))??;
-    }
+    let (written, stored, published) = deliver(
+        &trained,
+        options.out.as_deref(),
+        history_options,
+        &config,
+        &source,
+    )?;
     Ok(json!({
         "command": "train forecast",
         "source": source,
@@ -843,6 +912,175 @@ pub fn train_forecast(options: &ForecastOptions) -> Result<Value, TrainError> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Learning a contaminant
+
+/// `scent train contaminant`: replays the history, learns the signature
+/// from the alarming cycles of the confirmed batch on every array of its
+/// line (`scent_operators::contaminant_library`), and returns the JSON
+/// report.
+pub fn learn_contaminant(options: &ContaminantOptions) -> Result<Value, TrainError> {
+    let name = options.name.trim();
+    if name.is_empty() || name.contains('/') {
+        return Err(TrainError::Config(format!(
+            "--name {:?}: a contaminant name must be non-empty and without '/'",
+            options.name
+        )));
+    }
+    let history_options = &options.history;
+    let (mut config, _) = load_config(history_options.config.as_deref())?;
+    let started = Instant::now();
+    let (history, source) = load_history(history_options, &mut config)?;
+    let (line, batch) = (options.line.clone(), options.batch.clone());
+    // The batch's cycles, each with the fingerprint it was scored against.
+    let scored = replay(
+        Arc::new(history),
+        &config.quality_control,
+        config.time.allowed_lateness_ms,
+        history_options.workers,
+        move |flow| {
+            let (line, batch) = (line.clone(), batch.clone());
+            let cycles = flow
+                .cycles
+                .clone()
+                .filter(move |cycle| cycle.line == line && cycle.batch == batch)
+                .map(|cycle| ((cycle.sensor.clone(), cycle.batch.clone()), cycle));
+            let models = flow
+                .models
+                .clone()
+                .map(|(batch, model)| ((model.sensor.clone(), batch), model));
+            cycles.join(models).map(|(_key, pair)| pair)
+        },
+    )?;
+    let replay_seconds = started.elapsed().as_secs_f64();
+    if scored.is_empty() {
+        return Err(TrainError::NoModel(format!(
+            "no scored cycle of batch {} on line {}: the batch is not in the history, or no \
+             fingerprint was fitted for it (it needs a preceding batch of its product on its line)",
+            options.batch, options.line
+        )));
+    }
+    let fingerprint = &config.quality_control.fingerprint;
+    let mut deviations = Vec::new();
+    let mut arrays: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (cycle, model) in &scored {
+        let counts = arrays.entry(cycle.sensor.clone()).or_default();
+        counts.0 += 1;
+        let Ok(score) = model.score(&cycle.values, &[], fingerprint.min_match) else {
+            continue;
+        };
+        if score.alarm(model) {
+            counts.1 += 1;
+            deviations.push(model.deviation(&cycle.values));
+        }
+    }
+    // The cycles must agree with their mean direction as closely as a
+    // cycle must agree with a signature to be named by it.
+    let learn_config = LearnConfig {
+        min_coherence: fingerprint.min_match,
+        ..LearnConfig::default()
+    };
+    let learned = learn_signature(name, &deviations, &learn_config).map_err(|error| {
+        TrainError::NoModel(format!(
+            "batch {} on line {}: {error}",
+            options.batch, options.line
+        ))
+    })?;
+    // How the new signature compares with the library it joins: a cosine
+    // near 1 means the contaminant was known under another name.
+    let pattern = learned.signature.pattern();
+    let mut resembles: Vec<(String, f64)> = fingerprint
+        .contaminants
+        .iter()
+        .filter(|known| known.response.len() == pattern.len())
+        .map(|known| (known.name.clone(), cosine(&pattern, &known.pattern())))
+        .collect();
+    resembles.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let trained_ms = chrono::Utc::now().timestamp_millis();
+    let record = ModelRecord::contaminant(learned.signature.clone(), trained_ms);
+    let summary = json!({
+        "name": record.name,
+        "version": record.version,
+        "line": options.line,
+        "batch": options.batch,
+        "arrays": arrays
+            .iter()
+            .map(|(sensor, (cycles, alarming))| json!({"sensor": sensor, "cycles": cycles, "alarming": alarming}))
+            .collect::<Vec<_>>(),
+        "cycles": learned.cycles,
+        "coherence": learned.coherence,
+        "response": learned.signature.response,
+        "resembles": resembles
+            .iter()
+            .map(|(known, cos)| json!({"contaminant": known, "cosine": cos}))
+            .collect::<Vec<_>>(),
+    });
+    let trained = vec![TrainedModel {
+        encoded: encode_model_record(&record),
+        record,
+        summary: summary.clone(),
+    }];
+    let (written, stored, published) = deliver(
+        &trained,
+        options.out.as_deref(),
+        history_options,
+        &config,
+        &source,
+    )?;
+    Ok(json!({
+        "command": "train contaminant",
+        "source": source,
+        "replay_seconds": replay_seconds,
+        "signature": summary,
+        "written": written,
+        "stored": stored,
+        "published": published,
+    }))
+}
+
+/// What [`deliver`] did: files written, versions stored, records published.
+type Delivered = (Vec<String>, Vec<Value>, Vec<Value>);
+
+/// Writes (`out`), stores (`--database-url`) and publishes (`--kafka`)
+/// trained models, as the options ask; returns what was written, stored
+/// and published.
+fn deliver(
+    trained: &[TrainedModel],
+    out: Option<&Path>,
+    history: &HistoryOptions,
+    config: &Config,
+    source: &Value,
+) -> Result<Delivered, TrainError> {
+    let mut written = Vec::new();
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        for model in trained {
+            let path = dir.join(format!("{}.json", model.record.name.replace('/', "_")));
+            std::fs::write(&path, &model.encoded).map_err(|source| TrainError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            written.push(path.display().to_string());
+        }
+    }
+    let mut stored = Vec::new();
+    if let Some(url) = &history.database_url {
+        stored = block_on(store_versions(url, trained, source))??;
+    }
+    let mut published = Vec::new();
+    if history.kafka.is_some() {
+        let records: Vec<(&str, &[u8])> = trained
+            .iter()
+            .map(|model| (model.record.name.as_str(), model.encoded.as_slice()))
+            .collect();
+        published = block_on(publish(&config.kafka, &records))??;
+    }
+    Ok((written, stored, published))
+}
+
+// ---------------------------------------------------------------------------------------
 // Store
 
 /// Stores every model version (insert-or-ignore on `(name, version)`);
@@ -856,18 +1094,22 @@ pub async fn store_versions(
     archive.migrate().await?;
     let mut stored = Vec::new();
     for model in models {
-        let ModelContent::Forecast { product, .. } = &model.record.content;
+        let (kind, product) = match &model.record.content {
+            ModelContent::Forecast { product, .. } => ("forecast", Some(product.as_str())),
+            ModelContent::Contaminant { .. } => ("contaminant", None),
+        };
         let trained_at = chrono::DateTime::from_timestamp_millis(model.record.trained_ms)
             .ok_or_else(|| TrainError::Config("training time out of range".into()))?;
         let mut training = model.summary.clone();
         training["source"] = source.clone();
         let result = sqlx::query(
             "INSERT INTO model_version (name, version, kind, product, trained_at, training, record) \
-             VALUES ($1, $2, 'forecast', $3, $4, $5, $6) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (name, version) DO NOTHING",
         )
         .bind(&model.record.name)
         .bind(&model.record.version)
+        .bind(kind)
         .bind(product)
         .bind(trained_at)
         .bind(sqlx::types::Json(&training))

@@ -3,7 +3,10 @@
 //! every version stored in PostgreSQL and published to a fresh models
 //! topic, read back with `kcat` (a client we did not write) and decoded;
 //! `scent train publish` rolling back to an older version and forward to
-//! the latest; training from the readings of the archive.
+//! the latest; training from the readings of the archive; `scent train
+//! contaminant` learning a confirmed contaminant's signature from the
+//! alarming cycles of the batch it contaminated, stored and published
+//! the same way.
 //!
 //! Needs `SCENT_KAFKA_BROKERS`, `SCENT_DATABASE_URL` and `kcat` (the
 //! archive test only the database), which
@@ -194,7 +197,10 @@ fn trains_stores_publishes_and_rolls_back_forecast_models() {
             let ModelContent::Forecast {
                 product: decoded_product,
                 ..
-            } = &decoded.content;
+            } = &decoded.content
+            else {
+                panic!("{name} is stored as a forecast model: {decoded:?}");
+            };
             assert_eq!(*decoded_product, product);
             let file = out.join(format!("{}.json", name.replace('/', "_")));
             assert_eq!(std::fs::read(&file).unwrap(), record, "{}", file.display());
@@ -309,6 +315,169 @@ fn trains_stores_publishes_and_rolls_back_forecast_models() {
         "{}",
         String::from_utf8_lossy(&missing.stderr)
     );
+}
+
+/// Runs `scent train ARGS`, which must fail; returns its stderr.
+fn scent_train_fails(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_scent"))
+        .arg("train")
+        .args(args)
+        .env("SCENT_LOG", "warn")
+        .output()
+        .expect("scent runs");
+    assert!(!output.status.success(), "scent train {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn learns_a_confirmed_contaminant_and_publishes_it_for_every_line() {
+    let test = "learns_a_confirmed_contaminant_and_publishes_it_for_every_line";
+    let Some([brokers, admin_url]) =
+        services(test, ["SCENT_KAFKA_BROKERS", "SCENT_DATABASE_URL"], true)
+    else {
+        return;
+    };
+    let database_url = block_on(fresh_database(
+        &admin_url,
+        &format!("scent_test_train_contaminant_{}", std::process::id()),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("scent.test.contaminants.{}", std::process::id());
+    let config = write_config(dir.path(), &topic);
+    let config = config.to_str().unwrap();
+    let out = dir.path().join("models");
+
+    // The simulated plant's first contamination in a batch with a
+    // predecessor on its line (its fingerprint is fitted on that one), and
+    // a batch of the same line without any event.
+    let mut sim = scent::simulate::sim_config(7, 300_000, 2, 0);
+    sim.batch_duration_ms = 10 * 60_000;
+    let plant = Plant::new(sim).unwrap();
+    let truth = plant.ground_truth();
+    // Whether a batch has a fingerprint: an earlier batch of its product
+    // on its line.
+    let has_reference = |batch: &str| {
+        let position = truth.batches.iter().position(|b| b.batch == batch);
+        position.is_some_and(|i| {
+            let b = &truth.batches[i];
+            truth.batches[..i]
+                .iter()
+                .any(|p| p.line == b.line && p.product == b.product)
+        })
+    };
+    let event = truth
+        .events
+        .iter()
+        .find(|e| e.contaminant.is_some() && has_reference(&e.batch))
+        .expect("the plant has a contamination in a batch with a fingerprint");
+    let contaminant = event.contaminant.clone().unwrap();
+    let clean = truth
+        .batches
+        .iter()
+        .filter(|b| b.line == event.line && b.events.is_empty() && has_reference(&b.batch))
+        .find(|b| !truth.events.iter().any(|e| e.batch == b.batch))
+        .expect("a batch without events")
+        .batch
+        .clone();
+    let name = format!("{contaminant}-confirmed");
+    let history = [
+        "--from-sim",
+        "--readings",
+        "300000",
+        "--lines",
+        "2",
+        "--batch-minutes",
+        "10",
+        "--config",
+        config,
+    ];
+
+    let mut args = vec!["contaminant", "--name", &name, "--line", &event.line];
+    args.extend(["--batch", &event.batch]);
+    args.extend(history);
+    args.extend(["--database-url", &database_url, "--kafka", &brokers]);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let report = scent_train(&args);
+    let signature = &report["signature"];
+    eprintln!(
+        "learned from {} on {}: {signature}",
+        event.batch, event.line
+    );
+    // The signature learned from the readings is the lab's signature of
+    // the contaminant that was injected, and no other.
+    let resembles = signature["resembles"].as_array().unwrap();
+    assert_eq!(
+        resembles[0]["contaminant"],
+        contaminant.as_str(),
+        "{signature}"
+    );
+    assert!(
+        resembles[0]["cosine"].as_f64().unwrap() > 0.99,
+        "{signature}"
+    );
+    assert!(
+        resembles[1]["cosine"].as_f64().unwrap() < 0.9,
+        "{signature}"
+    );
+    assert!(signature["cycles"].as_u64().unwrap() >= 3, "{signature}");
+    assert!(
+        signature["coherence"].as_f64().unwrap() >= 0.8,
+        "{signature}"
+    );
+
+    // Published keyed by its name, read back by kcat, byte for byte the
+    // file written and the row stored; it decodes to the signature.
+    let key = format!("contaminant/{name}");
+    let version = signature["version"].as_str().unwrap();
+    assert_eq!(last_published(&brokers, &topic, &key), version);
+    let file = std::fs::read(out.join(format!("contaminant_{name}.json"))).unwrap();
+    let records = support::kcat_read(&brokers, &topic);
+    let (_, payload) = records.iter().rev().find(|(k, _)| *k == key).unwrap();
+    assert_eq!(payload.as_bytes(), file.as_slice());
+    let decoded = decode_model_record(&file).unwrap();
+    let ModelContent::Contaminant { signature: learned } = &decoded.content else {
+        panic!("not a contaminant record: {decoded:?}");
+    };
+    assert_eq!(learned.name, name);
+    assert_eq!(
+        serde_json::to_value(&learned.response).unwrap(),
+        signature["response"]
+    );
+    block_on(async {
+        let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+        let row = sqlx::query(
+            "SELECT kind, product, training, record FROM model_version \
+             WHERE name = $1 AND version = $2",
+        )
+        .bind(&key)
+        .bind(version)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(row.get::<String, _>("kind"), "contaminant");
+        assert_eq!(row.get::<Option<String>, _>("product"), None);
+        let training: sqlx::types::Json<Value> = row.get("training");
+        assert_eq!(training.0["batch"], event.batch.as_str());
+        assert_eq!(training.0["source"]["kind"], "sim");
+        assert_eq!(row.get::<Vec<u8>, _>("record"), file);
+        pool.close().await;
+    });
+
+    // Learning again from the same history gives the same version; a batch
+    // without a contamination teaches nothing; a name with '/' is refused.
+    let mut again = vec!["contaminant", "--name", &name, "--line", &event.line];
+    again.extend(["--batch", &event.batch]);
+    again.extend(history);
+    assert_eq!(scent_train(&again)["signature"]["version"], version);
+    let mut clean_args = vec!["contaminant", "--name", "nothing", "--line", &event.line];
+    clean_args.extend(["--batch", &clean]);
+    clean_args.extend(history);
+    let error = scent_train_fails(&clean_args);
+    assert!(error.contains("alarming cycles"), "{error}");
+    let mut slash = vec!["contaminant", "--name", "a/b", "--line", &event.line];
+    slash.extend(["--batch", &event.batch]);
+    slash.extend(history);
+    assert!(scent_train_fails(&slash).contains("without '/'"));
 }
 
 #[test]

@@ -5,8 +5,9 @@
 //!
 //! * records written by the real encoders validate against the schemas:
 //!   readings, batch events, model records (a small forecast model trained
-//!   here) and actions of every kind, built by the orchestrator's builders
-//!   and numbered and sealed by the action changelog, as the engine does;
+//!   here, and contaminant signatures) and actions of every kind, built by
+//!   the orchestrator's builders and numbered and sealed by the action
+//!   changelog, as the engine does;
 //! * every tagged example in the document (an HTML comment
 //!   `<!-- example: TAG -->` before a fenced `json` block) decodes with the
 //!   real decoder and validates against its schema, and rejected examples are
@@ -16,7 +17,8 @@
 //!   the action invariants the decoder leaves to the engine (a maintenance
 //!   order exactly for `schedule_maintenance`, `supersedes` exactly after
 //!   revision 1, ...) are refused by the schema, and the model checks the
-//!   schema cannot make (the content hash) by the decoder;
+//!   schema cannot make (the content hash, a name that matches the content)
+//!   by the decoder;
 //! * the document's reject-reason and dead-letter header tables, and the
 //!   schemas' enumerations and default limits, match the code.
 //!
@@ -32,13 +34,16 @@ use scent_operators::batch_verdict::action_id;
 use scent_operators::consensus::{
     finish, hold_line_action, maintenance_action, release_action, BatchFacts, ConsensusPolicy,
 };
+use scent_operators::fingerprint::ContaminantSignature;
 use scent_operators::forecast::{ForecastConfig, ForecastModel, ForestConfig, QualitySample};
 use scent_operators::model::{
     Action, ActionKind, Agent, AgentVerdict, AnomalyRule, Assessment, BatchEvent, BatchPhase,
     DeadLetter, Decision, Evidence, InputSpan, InputStream, MaintenanceOrder, MaintenanceWork,
     RawRecord, Reading, Reason, RejectReason, Rejection, SensorKind, SourceCoord, Stage,
 };
-use scent_operators::model_registry::{decode_model_record, encode_model_record, ModelRecord};
+use scent_operators::model_registry::{
+    decode_model_record, encode_model_record, ModelContent, ModelRecord,
+};
 use scent_operators::validate::{validate_reading, ValidationRules};
 use scent_operators::wire::{
     decode_batch_event, decode_reading, encode_batch_event, encode_reading, format_timestamp,
@@ -662,6 +667,59 @@ fn encoded_model_records_validate_and_decode() {
     assert_eq!(decoded, record);
 }
 
+/// 2026-11-25T04:00:00.000Z: the morning after B-1124-01, when QA has
+/// confirmed what contaminated a batch and `scent train contaminant` runs.
+const LEARNED_MS: i64 = T0 + 18 * 3_600_000;
+
+/// The learned signature the document shows: mould, on a 16-channel array.
+fn mould() -> ContaminantSignature {
+    ContaminantSignature {
+        name: "mould".into(),
+        response: vec![
+            0.42, 0.05, 0.61, 0.02, -0.03, 0.18, 0.07, 0.01, 0.33, 0.04, 0.12, 0.0, 0.09, 0.27,
+            0.03, -0.02,
+        ],
+    }
+}
+
+fn contaminant_record_json() -> Value {
+    to_value(&encode_model_record(&ModelRecord::contaminant(
+        mould(),
+        LEARNED_MS,
+    )))
+}
+
+#[test]
+fn encoded_contaminant_records_validate_and_decode() {
+    let signature = |name: &str, response: Vec<f64>| ContaminantSignature {
+        name: name.into(),
+        response,
+    };
+    let samples = [
+        mould(),
+        signature("ethanol", vec![0.9, 0.1, 0.0, -0.2]),
+        signature("one channel", vec![-0.999]),
+        signature("Schimmel-ü", vec![1e-9, 0.0, 250.0]),
+    ];
+    for sample in samples {
+        let record = ModelRecord::contaminant(sample.clone(), LEARNED_MS);
+        let bytes = encode_model_record(&record);
+        let value = to_value(&bytes);
+        schemas()
+            .model_record
+            .assert_valid(&value, &format!("an encoded record of {sample:?}"));
+        assert_eq!(value["name"], format!("contaminant/{}", sample.name));
+        assert_eq!(value["kind"], "contaminant");
+        assert_eq!(value["trained_at"], "2026-11-25T04:00:00.000Z");
+        let decoded = decode_model_record(&bytes).unwrap_or_else(|rejection| panic!("{rejection}"));
+        assert_eq!(decoded, record);
+        assert_eq!(
+            decoded.content,
+            ModelContent::Contaminant { signature: sample }
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // (b) The examples in the document are what the code reads and writes.
 
@@ -722,6 +780,7 @@ fn document_examples_decode_and_validate() {
         "action-hold-line",
         "action-schedule-maintenance",
         "action-alert",
+        "model-record-contaminant",
     ] {
         assert!(tags.contains(required), "example `{required}` is missing");
     }
@@ -796,6 +855,25 @@ fn document_examples_decode_and_validate() {
                 value,
                 "{what} differs from the encoder's output"
             );
+        } else if tag.starts_with("model-record-") {
+            schemas().model_record.assert_valid(&value, &what);
+            let record = decode_model_record(bytes)
+                .unwrap_or_else(|rejection| panic!("{what}: {rejection}"));
+            assert_eq!(
+                to_value(&encode_model_record(&record)),
+                value,
+                "{what} differs from the encoder's output"
+            );
+            if tag == "model-record-contaminant" {
+                let expected = ModelRecord::contaminant(mould(), LEARNED_MS);
+                assert_eq!(
+                    record,
+                    expected,
+                    "{what} is not the record of `mould()`; it should read:\n{}",
+                    serde_json::to_string_pretty(&to_value(&encode_model_record(&expected)))
+                        .unwrap()
+                );
+            }
         } else {
             panic!("{what}: no check for this tag");
         }
@@ -1170,6 +1248,18 @@ fn unknown_fields_are_tolerated_by_schema_and_decoder() {
         .model_record
         .assert_valid(&record, "model record with an extra field");
     decode_model_record(&to_bytes(&record)).expect("extra fields are ignored");
+
+    let record = with(
+        &contaminant_record_json(),
+        &[("/x_trained_by", json!("ci")), ("/x_batch", json!(BATCH))],
+    );
+    schemas()
+        .model_record
+        .assert_valid(&record, "contaminant record with extra fields");
+    assert_eq!(
+        decode_model_record(&to_bytes(&record)).expect("extra fields are ignored"),
+        ModelRecord::contaminant(mould(), LEARNED_MS)
+    );
 }
 
 #[test]
@@ -1200,6 +1290,50 @@ fn malformed_model_records_are_refused_by_schema_and_decoder() {
     }
 }
 
+#[test]
+fn malformed_contaminant_records_are_refused_by_schema_and_decoder() {
+    use RejectReason::*;
+    let base = contaminant_record_json();
+    let set = |pointer: &str, value: Value| with(&base, &[(pointer, value)]);
+    let forecast = model_record_json();
+    let mut with_source = base.clone();
+    with_source["signature"]["source"] = json!("L1");
+    #[rustfmt::skip]
+    let cases = [
+        ("missing signature", without(&base, "/signature"), MissingField),
+        ("missing version", without(&base, "/version"), MissingField),
+        ("missing trained_at", without(&base, "/trained_at"), MissingField),
+        ("null signature", set("/signature", Value::Null), WrongType),
+        ("signature not an object", set("/signature", json!("mould")), WrongType),
+        ("signature without response", without(&base, "/signature/response"), WrongType),
+        ("signature without name", without(&base, "/signature/name"), WrongType),
+        ("signature with an unknown field", with_source, WrongType),
+        ("response not an array", set("/signature/response", json!(0.42)), WrongType),
+        ("response value a string", set("/signature/response/0", json!("0.42")), WrongType),
+        ("response value null", set("/signature/response/0", Value::Null), WrongType),
+        ("a forecast without product and model", set("/kind", json!("forecast")), MissingField),
+        ("a forecast record called contaminant", with(&forecast, &[("/kind", json!("contaminant"))]), MissingField),
+        ("name without its kind", set("/name", json!("mould")), OutOfRange),
+        ("name of the other kind", set("/name", json!("forecast/mould")), OutOfRange),
+        ("version not hex", set("/version", json!("MOULD-0000000001")), OutOfRange),
+        ("short version", set("/version", json!("3f2a9c0d")), OutOfRange),
+        ("response value -1", set("/signature/response/4", json!(-1.0)), OutOfRange),
+        ("response value below -1", set("/signature/response/4", json!(-1.5)), OutOfRange),
+        ("empty response", set("/signature/response", json!([])), OutOfRange),
+        ("response of zeros", set("/signature/response", json!([0.0, 0, -0.0])), OutOfRange),
+        ("empty signature name", with(&base, &[("/signature/name", json!("")), ("/name", json!("contaminant/"))]), OutOfRange),
+        ("blank signature name", with(&base, &[("/signature/name", json!(" \t")), ("/name", json!("contaminant/ \t"))]), OutOfRange),
+    ];
+    for (what, value, expected) in cases {
+        let Err(rejection) = decode_model_record(&to_bytes(&value)) else {
+            panic!("{what}: the decoder must reject");
+        };
+        assert_eq!(rejection.reason, expected, "{what}: {rejection}");
+        assert_eq!(rejection.stage, expected.stage(), "{what}: stage");
+        schemas().model_record.assert_invalid(&value, what);
+    }
+}
+
 /// The checks of a model record only the engine can make: the schema
 /// treats the model as opaque and cannot recompute its hash.
 #[test]
@@ -1217,6 +1351,37 @@ fn model_records_are_checked_beyond_the_schema() {
             "name of another product",
             with(&base, &[("/name", json!("forecast/ristretto"))]),
         ),
+    ];
+    for (what, value) in cases {
+        schemas().model_record.assert_valid(&value, what);
+        let Err(rejection) = decode_model_record(&to_bytes(&value)) else {
+            panic!("{what}: the decoder must reject");
+        };
+        assert_eq!(rejection.stage, Stage::Validate, "{what}: {rejection}");
+        assert_eq!(rejection.reason, RejectReason::OutOfRange, "{what}");
+    }
+}
+
+/// The same for a contaminant record: the schema describes the signature
+/// but cannot hash it, nor compare `name` with the signature's name.
+#[test]
+fn contaminant_records_are_checked_beyond_the_schema() {
+    let base = contaminant_record_json();
+    let ethanol = ModelRecord::contaminant(
+        ContaminantSignature {
+            name: "ethanol".into(),
+            response: vec![0.9, 0.1, 0.0, -0.2],
+        },
+        LEARNED_MS,
+    );
+    #[rustfmt::skip]
+    let cases = [
+        ("version of another signature", with(&base, &[("/version", json!(ethanol.version))])),
+        ("version not the hash", with(&base, &[("/version", json!("0123456789abcdef"))])),
+        ("signature altered after hashing", with(&base, &[("/signature/response/0", json!(0.43))])),
+        ("signature renamed after hashing", with(&base, &[("/signature/name", json!("mold")), ("/name", json!("contaminant/mold"))])),
+        ("name of another contaminant", with(&base, &[("/name", json!("contaminant/ethanol"))])),
+        ("name with the signature's name in capitals", with(&base, &[("/name", json!("contaminant/Mould"))])),
     ];
     for (what, value) in cases {
         schemas().model_record.assert_valid(&value, what);
@@ -1460,6 +1625,26 @@ fn all_rules() -> Vec<AnomalyRule> {
     all.to_vec()
 }
 
+fn all_model_kinds() -> Vec<&'static str> {
+    // Exhaustive: a new kind of model fails to compile here until the
+    // schema and the document are updated.
+    let samples = [
+        ModelRecord::forecast("espresso", tiny_forecast_model(), T0),
+        ModelRecord::contaminant(mould(), LEARNED_MS),
+    ];
+    samples
+        .iter()
+        .map(|record| {
+            let kind = match record.content {
+                ModelContent::Forecast { .. } => "forecast",
+                ModelContent::Contaminant { .. } => "contaminant",
+            };
+            assert_eq!(to_value(&encode_model_record(record))["kind"], kind);
+            kind
+        })
+        .collect()
+}
+
 #[test]
 fn schema_enumerations_match_the_model() {
     let reading = &schemas().reading.document;
@@ -1502,6 +1687,31 @@ fn schema_enumerations_match_the_model() {
         schemas().batch_event.document["properties"]["event"]["enum"],
         Value::from(wire_names(&[BatchPhase::Start, BatchPhase::End]))
     );
+    let model_record = &schemas().model_record.document;
+    let model_kinds = all_model_kinds();
+    assert_eq!(
+        model_record["properties"]["kind"]["enum"],
+        json!(model_kinds)
+    );
+    let branches = model_record["allOf"]
+        .as_array()
+        .expect("allOf of kind rules");
+    assert_eq!(branches.len(), model_kinds.len());
+    for kind in model_kinds {
+        let branch = branches
+            .iter()
+            .find(|b| b["if"]["properties"]["kind"]["const"] == kind)
+            .unwrap_or_else(|| panic!("no rule for model kind {kind}"));
+        assert_eq!(
+            branch["then"]["properties"]["name"]["pattern"],
+            format!("^{kind}/"),
+            "{kind}: name pattern"
+        );
+        assert!(
+            doc().contains(&format!("`{kind}/")),
+            "model kind `{kind}` is missing from the document"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //!            │                           └▶ e-nose cycles ─┬▶ score fingerprints ──┤  │
 //!            │                                            ├▶ training ─▶ models ──┤  │
 //!            │                                            └▶ quality index ─┐     │  │
-//!            ├─ models (scent.models) ─▶ forecast models ─────▶ forecasts ──┴─────┤  │
+//!            ├─ models (scent.models) ┬▶ forecast models ─────▶ forecasts ──┴─────┤  │
+//!            │                        └▶ learned contaminants ─▶ library (joined with the alarms)
 //!            └─ batch events ─────────────────────────────────────────────────────┴──┴▶ agents ─▶ actions
 //! ```
 //!
@@ -35,9 +36,12 @@ use crate::training::{fingerprint_models, TrainingConfig};
 use differential_dataflow::VecCollection;
 use scent_operators::action_changelog::{ChangelogConfig, LateRevision};
 use scent_operators::batch_verdict::{IntoCollection, VerdictPolicy};
+use scent_operators::contaminant_library::LatestSignatures;
 use scent_operators::event_clock::Epoch;
 use scent_operators::exposure_cycles::{Cycle, CycleConfig};
-use scent_operators::fingerprint::{FingerprintConfig, FingerprintModel, ScoreFingerprints};
+use scent_operators::fingerprint::{
+    ContaminantSignature, FingerprintConfig, FingerprintModel, ScoreFingerprints,
+};
 use scent_operators::ingest::Ingested;
 use scent_operators::input_spans::BatchInputSpans;
 use scent_operators::model::{Action, AgentVerdict, Anomaly, BatchEvent, DeadLetter, Reading};
@@ -48,7 +52,6 @@ use scent_operators::sensor_health::HealthConfig;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use timely::dataflow::operators::core::OkErr;
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 /// Parameters of the quality-control dataflow.
@@ -150,22 +153,38 @@ pub fn quality_control<'scope>(
         Valid::Reading(reading) => Ok(reading),
         other => Err(other),
     });
-    let (batch_events, model_records): (StreamVec<'scope, Epoch, BatchEvent>, _) =
-        rest.ok_err(|item| match item {
-            Valid::Batch(event) => Ok(event),
-            Valid::Model(record) => Err(record),
-            Valid::Reading(_) => unreachable!("readings were split off above"),
-        });
-    let forecast_models = model_records.map(|record| match record.content {
+    let (batch_events, model_records): (
+        StreamVec<'scope, Epoch, BatchEvent>,
+        StreamVec<'scope, Epoch, ModelRecord>,
+    ) = rest.ok_err(|item| match item {
+        Valid::Batch(event) => Ok(event),
+        Valid::Model(record) => Err(record),
+        Valid::Reading(_) => unreachable!("readings were split off above"),
+    });
+    let (forecast_models, learned_contaminants): (
+        StreamVec<'scope, Epoch, ForecastModelUpdate>,
+        StreamVec<'scope, Epoch, ContaminantSignature>,
+    ) = model_records.ok_err(|record: ModelRecord| match record.content {
         ModelContent::Forecast {
             product,
             model_json,
-        } => ForecastModelUpdate {
+        } => Ok(ForecastModelUpdate {
             product,
             version: record.version,
             model_json,
-        },
+        }),
+        ModelContent::Contaminant { signature } => Err(signature),
     });
+    // The shared library: the configured signatures (entered once, by the
+    // first worker) and the latest learned signature of every name.
+    let scope = forecast_models.scope();
+    let configured = match scope.index() {
+        0 => config.fingerprint.contaminants.clone(),
+        _ => Vec::new(),
+    };
+    let library = timely::dataflow::operators::vec::ToStream::to_stream(configured, scope)
+        .into_collection()
+        .concat(learned_contaminants.latest_signatures());
     let mut policy = config.verdict.clone();
     if policy.rules_version.is_empty() {
         policy.rules_version = config.rules_version();
@@ -187,9 +206,10 @@ pub fn quality_control<'scope>(
         config.training,
         &config.fingerprint,
     );
-    let fingerprint_anomalies = cycles
-        .clone()
-        .score_fingerprints(models.clone(), &config.fingerprint);
+    let fingerprint_anomalies =
+        cycles
+            .clone()
+            .score_fingerprints(models.clone(), library, config.fingerprint.min_match);
     let anomalies = stage
         .anomalies
         .into_collection()

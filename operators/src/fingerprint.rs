@@ -103,13 +103,120 @@ pub enum FingerprintError {
 }
 
 /// A contaminant of the library: its relative response per channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Signatures come from the configuration (`contaminants`, measured in a
+/// lab) or are learned from a confirmed contamination
+/// ([`crate::contaminant_library`]). Ordered by name, then response (with
+/// `f64::total_cmp`): the library is a differential collection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContaminantSignature {
     /// Name reported in matches, e.g. `ethanol`.
     pub name: String,
     /// Relative response per channel (0.3 = the channel reads 30 % higher).
     pub response: Vec<f64>,
+}
+
+impl ContaminantSignature {
+    /// Checks that the signature can be matched: a name, and responses that
+    /// are finite, above −1 (a reading cannot fall below zero) and not all
+    /// zero (a pattern with no direction matches nothing).
+    pub fn check(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("a contaminant needs a name".into());
+        }
+        if self.response.is_empty() {
+            return Err(format!("contaminant {:?} has no response", self.name));
+        }
+        if self.response.iter().any(|r| !r.is_finite() || *r <= -1.0) {
+            return Err(format!(
+                "contaminant {:?}: response values must be finite and > -1",
+                self.name
+            ));
+        }
+        if self.response.iter().all(|r| *r == 0.0) {
+            return Err(format!(
+                "contaminant {:?}: a response of zeros matches nothing",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// The signature in log space, `ln(1 + s)`: what a contaminated cycle's
+    /// log deviation is proportional to.
+    pub fn pattern(&self) -> Vec<f64> {
+        self.response.iter().map(|r| r.ln_1p()).collect()
+    }
+}
+
+impl PartialEq for ContaminantSignature {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for ContaminantSignature {}
+impl PartialOrd for ContaminantSignature {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ContaminantSignature {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(&other.name).then_with(|| {
+            self.response
+                .len()
+                .cmp(&other.response.len())
+                .then_with(|| {
+                    self.response
+                        .iter()
+                        .zip(&other.response)
+                        .map(|(a, b)| a.total_cmp(b))
+                        .find(|order| order.is_ne())
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                })
+        })
+    }
+}
+
+/// Hashes what `Eq` compares: equal responses under `f64::total_cmp` have
+/// equal bits.
+impl std::hash::Hash for ContaminantSignature {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        for response in &self.response {
+            response.to_bits().hash(state);
+        }
+    }
+}
+
+/// Whether match `a` (contaminant, cosine) explains a deviation better than
+/// `b`: the higher cosine, and on a tie the name that sorts first, so the
+/// choice never depends on the library's order.
+pub fn better_match(a: (&str, f64), b: (&str, f64)) -> bool {
+    a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)).is_gt()
+}
+
+/// The contaminant of `library` whose pattern is nearest to `deviation`
+/// (a cycle's log deviation, [`FingerprintModel::deviation`]), if its
+/// cosine reaches `min_match`. Signatures of another channel count are
+/// skipped.
+pub fn nearest_contaminant<'a>(
+    deviation: &[f64],
+    library: impl IntoIterator<Item = &'a ContaminantSignature>,
+    min_match: f64,
+) -> Option<(String, f64)> {
+    let mut best: Option<(&str, f64)> = None;
+    for signature in library {
+        if signature.response.len() != deviation.len() {
+            continue;
+        }
+        let cos = cosine(deviation, &signature.pattern());
+        if cos >= min_match && best.is_none_or(|b| better_match((&signature.name, cos), b)) {
+            best = Some((&signature.name, cos));
+        }
+    }
+    best.map(|(name, cos)| (name.to_owned(), cos))
 }
 
 /// Parameters of fingerprint fitting and scoring.
@@ -207,15 +314,9 @@ impl FingerprintConfig {
             ));
         }
         for (index, contaminant) in self.contaminants.iter().enumerate() {
-            if contaminant
-                .response
-                .iter()
-                .any(|r| !r.is_finite() || *r <= -1.0)
-            {
-                return Err(format!(
-                    "contaminants[{index}].response values must be finite and > -1"
-                ));
-            }
+            contaminant
+                .check()
+                .map_err(|reason| format!("contaminants[{index}]: {reason}"))?;
         }
         Ok(())
     }
@@ -352,6 +453,10 @@ fn ln_values(values: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+fn log_deviation(logs: &[f64], mean: &[f64]) -> Vec<f64> {
+    logs.iter().zip(mean).map(|(y, m)| y - m).collect()
+}
+
 /// Cosine similarity; 0 when either vector is zero.
 pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let norms = dot(a, a).sqrt() * dot(b, b).sqrt();
@@ -463,6 +568,12 @@ impl FingerprintModel {
         format!("fp-{}", &hex::encode(Sha256::digest(content))[..12])
     }
 
+    /// A cycle's log deviation from the reference mean, `ln x − ȳ`: the
+    /// direction a contaminant pushes the array in, whatever its gain.
+    pub fn deviation(&self, values: &[f64]) -> Vec<f64> {
+        log_deviation(&ln_values(values), &self.pca.mean)
+    }
+
     /// Scores one cycle's values against the fingerprint.
     pub fn score(
         &self,
@@ -480,21 +591,8 @@ impl FingerprintModel {
             || similarity < self.similarity_limit;
         // Matching only explains an alarm; clean cycles skip it.
         let matched = if alarm {
-            let deviation: Vec<f64> = logs
-                .iter()
-                .zip(&self.pca.mean)
-                .map(|(y, m)| y - m)
-                .collect();
-            library
-                .iter()
-                .filter(|c| c.response.len() == values.len())
-                .map(|c| {
-                    let pattern: Vec<f64> = c.response.iter().map(|r| r.ln_1p()).collect();
-                    (c, cosine(&deviation, &pattern))
-                })
-                .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.name.cmp(&a.0.name)))
-                .filter(|(_, cos)| *cos >= min_match)
-                .map(|(c, cos)| (c.name.clone(), cos))
+            let deviation = log_deviation(&logs, &self.pca.mean);
+            nearest_contaminant(&deviation, library, min_match)
         } else {
             None
         };
@@ -560,17 +658,64 @@ pub fn cycle_anomalies(
     anomalies
 }
 
+/// An alarming cycle's log deviation, with the anomaly it raised: what the
+/// dataflow matches against the contaminant library.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deviation {
+    /// The first anomaly of the cycle: line, array, batch, time and the
+    /// channels a contaminant anomaly reports.
+    anomaly: Anomaly,
+    /// `ln x − ȳ` per channel.
+    deviation: Vec<f64>,
+}
+
+impl PartialEq for Deviation {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Deviation {}
+impl PartialOrd for Deviation {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Deviation {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.anomaly.cmp(&other.anomaly).then_with(|| {
+            self.deviation
+                .iter()
+                .zip(&other.deviation)
+                .map(|(a, b)| a.total_cmp(b))
+                .find(|order| order.is_ne())
+                .unwrap_or_else(|| self.deviation.len().cmp(&other.deviation.len()))
+        })
+    }
+}
+
+/// A scored cycle's output: an anomaly, or the deviation of an alarming
+/// cycle still to be matched.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum Scored {
+    Anomaly(Anomaly),
+    Deviation(Deviation),
+}
+
 /// Extension trait: cycles scored against their product fingerprints.
 pub trait ScoreFingerprints<'scope> {
     /// Joins every cycle with the model assigned to its batch on its array
     /// (`(scored batch, model)`, see `dataflows::training`) and returns the
-    /// anomalies of the cycles that leave their fingerprint. A new model
-    /// version retracts the anomalies of the old one and re-scores the
-    /// batch's cycles.
+    /// anomalies of the cycles that leave their fingerprint, each alarming
+    /// cycle matched against `library` (the configured and learned
+    /// contaminants, a collection). A new model version retracts the
+    /// anomalies of the old one and re-scores the batch's cycles; a new
+    /// library entry re-matches every alarming cycle, so open batches take
+    /// it up at once.
     fn score_fingerprints(
         self,
         models: VecCollection<'scope, Epoch, (String, FingerprintModel)>,
-        config: &FingerprintConfig,
+        library: VecCollection<'scope, Epoch, ContaminantSignature>,
+        min_match: f64,
     ) -> VecCollection<'scope, Epoch, Anomaly>;
 }
 
@@ -578,24 +723,85 @@ impl<'scope> ScoreFingerprints<'scope> for VecCollection<'scope, Epoch, Cycle> {
     fn score_fingerprints(
         self,
         models: VecCollection<'scope, Epoch, (String, FingerprintModel)>,
-        config: &FingerprintConfig,
+        library: VecCollection<'scope, Epoch, ContaminantSignature>,
+        min_match: f64,
     ) -> VecCollection<'scope, Epoch, Anomaly> {
-        let library = config.contaminants.clone();
-        let min_match = config.min_match;
         let cycles = self
             .map(|c| ((c.line.clone(), c.sensor.clone(), c.batch.clone()), c))
             .arrange_by_key();
         let models = models
             .map(|(batch, m)| ((m.line.clone(), m.sensor.clone(), batch), m))
             .arrange_by_key();
-        cycles.join_core(models, move |_key, cycle, model| {
+        let scored = cycles.join_core(models, move |_key, cycle, model| {
             // A cycle with another channel count than its model cannot be
             // scored; validation keeps an array's channel count fixed.
-            match model.score(&cycle.values, &library, min_match) {
-                Ok(score) => cycle_anomalies(cycle, model, &score, min_match),
-                Err(_) => Vec::new(),
+            let Ok(score) = model.score(&cycle.values, &[], min_match) else {
+                return Vec::new();
+            };
+            let anomalies = cycle_anomalies(cycle, model, &score, min_match);
+            let deviation = anomalies.first().map(|first| Deviation {
+                anomaly: first.clone(),
+                deviation: model.deviation(&cycle.values),
+            });
+            anomalies
+                .into_iter()
+                .map(Scored::Anomaly)
+                .chain(deviation.map(Scored::Deviation))
+                .collect()
+        });
+        let anomalies = scored.clone().flat_map(|scored| match scored {
+            Scored::Anomaly(anomaly) => Some(anomaly),
+            Scored::Deviation(_) => None,
+        });
+        let deviations = scored
+            .flat_map(|scored| match scored {
+                Scored::Deviation(deviation) => Some((deviation.deviation.len(), deviation)),
+                Scored::Anomaly(_) => None,
+            })
+            .arrange_by_key();
+        let library = library
+            .map(|signature| (signature.response.len(), signature))
+            .arrange_by_key();
+        // Every candidate at or above `min_match`, keyed by its cycle; the
+        // best one per cycle is the cycle's contaminant anomaly.
+        let candidates = deviations.join_core(library, move |_channels, deviation, signature| {
+            let cos = cosine(&deviation.deviation, &signature.pattern());
+            (cos >= min_match).then(|| {
+                let anomaly = &deviation.anomaly;
+                let cycle = (
+                    anomaly.line.clone(),
+                    anomaly.sensor.clone(),
+                    anomaly.ts_ms,
+                    anomaly.seq,
+                );
+                let matched = Anomaly {
+                    rule: AnomalyRule::Contaminant,
+                    statistic: cos,
+                    limit: min_match,
+                    contaminant: Some(signature.name.clone()),
+                    ..anomaly.clone()
+                };
+                (cycle, matched)
+            })
+        });
+        let matches = candidates.reduce(|_cycle, input, output| {
+            let mut best: Option<&Anomaly> = None;
+            for (candidate, _count) in input {
+                let name = candidate.contaminant.as_deref().unwrap_or_default();
+                if best.is_none_or(|b| {
+                    better_match(
+                        (name, candidate.statistic),
+                        (b.contaminant.as_deref().unwrap_or_default(), b.statistic),
+                    )
+                }) {
+                    best = Some(candidate);
+                }
             }
-        })
+            if let Some(best) = best {
+                output.push((best.clone(), 1));
+            }
+        });
+        anomalies.concat(matches.map(|(_cycle, anomaly)| anomaly))
     }
 }
 

@@ -27,7 +27,8 @@
 //! | [`sniff_features`] | sniff cycles of an e-nose array: baseline/rise/steady/recovery, ΔR/R0, time constants, FFT bands; T/H compensation |
 //! | [`exposure_cycles`] | e-nose readings averaged per array, window and batch: the observations of fingerprints |
 //! | [`pca`] | principal components: fit, scores, Hotelling T², SPE, limits, contributions |
-//! | [`fingerprint`] | product fingerprints per array: similarity, T²/SPE limits, contaminant library |
+//! | [`fingerprint`] | product fingerprints per array: similarity, T²/SPE limits, contaminant matching |
+//! | [`contaminant_library`] | the shared contaminant library: signatures learned from confirmed contaminations, latest per name |
 //! | [`drift_correction`] | sensor-drift correction: reference-gas calibration, forward-only drift tracking |
 //! | [`gas_classifier`] | gas classes from e-nose feature vectors: signed-log standardisation, shrinkage LDA |
 //! | **anomaly detection** | |
@@ -53,6 +54,7 @@
 pub mod action_changelog;
 pub mod batch_verdict;
 pub mod consensus;
+pub mod contaminant_library;
 pub mod drift_correction;
 pub mod epoch_sink;
 pub mod event_clock;
