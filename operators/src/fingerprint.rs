@@ -49,7 +49,7 @@
 
 use crate::event_clock::Epoch;
 use crate::exposure_cycles::Cycle;
-use crate::model::{Anomaly, AnomalyRule, SensorKind};
+use crate::model::{total_cmp_values, total_order_from_ord, Anomaly, AnomalyRule, SensorKind};
 use crate::pca::{dot, Components, PcaConfig, PcaError, PcaModel};
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
@@ -150,32 +150,12 @@ impl ContaminantSignature {
     }
 }
 
-impl PartialEq for ContaminantSignature {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == std::cmp::Ordering::Equal
-    }
-}
-impl Eq for ContaminantSignature {}
-impl PartialOrd for ContaminantSignature {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
+total_order_from_ord!(ContaminantSignature);
 impl Ord for ContaminantSignature {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.name.cmp(&other.name).then_with(|| {
-            self.response
-                .len()
-                .cmp(&other.response.len())
-                .then_with(|| {
-                    self.response
-                        .iter()
-                        .zip(&other.response)
-                        .map(|(a, b)| a.total_cmp(b))
-                        .find(|order| order.is_ne())
-                        .unwrap_or(std::cmp::Ordering::Equal)
-                })
-        })
+        self.name
+            .cmp(&other.name)
+            .then_with(|| total_cmp_values(&self.response, &other.response))
     }
 }
 
@@ -669,27 +649,12 @@ struct Deviation {
     deviation: Vec<f64>,
 }
 
-impl PartialEq for Deviation {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == std::cmp::Ordering::Equal
-    }
-}
-impl Eq for Deviation {}
-impl PartialOrd for Deviation {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
+total_order_from_ord!(Deviation);
 impl Ord for Deviation {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.anomaly.cmp(&other.anomaly).then_with(|| {
-            self.deviation
-                .iter()
-                .zip(&other.deviation)
-                .map(|(a, b)| a.total_cmp(b))
-                .find(|order| order.is_ne())
-                .unwrap_or_else(|| self.deviation.len().cmp(&other.deviation.len()))
-        })
+        self.anomaly
+            .cmp(&other.anomaly)
+            .then_with(|| total_cmp_values(&self.deviation, &other.deviation))
     }
 }
 

@@ -29,6 +29,18 @@ macro_rules! total_order_from_ord {
         }
     };
 }
+pub(crate) use total_order_from_ord;
+
+/// Orders two value vectors element by element with `f64::total_cmp`, a
+/// shorter prefix first: the total order of records that carry readings'
+/// values.
+pub fn total_cmp_values(a: &[f64], b: &[f64]) -> std::cmp::Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.total_cmp(y))
+        .find(|order| order.is_ne())
+        .unwrap_or_else(|| a.len().cmp(&b.len()))
+}
 
 /// Milliseconds since the Unix epoch, UTC: the event time of every record.
 pub type EventTimeMs = i64;
@@ -133,14 +145,7 @@ impl Ord for Reading {
             .then_with(|| self.kind.cmp(&other.kind))
             .then_with(|| self.batch.cmp(&other.batch))
             .then_with(|| self.product.cmp(&other.product))
-            .then_with(|| {
-                self.values
-                    .iter()
-                    .zip(&other.values)
-                    .map(|(a, b)| a.total_cmp(b))
-                    .find(|order| order.is_ne())
-                    .unwrap_or_else(|| self.values.len().cmp(&other.values.len()))
-            })
+            .then_with(|| total_cmp_values(&self.values, &other.values))
     }
 }
 
