@@ -1,25 +1,38 @@
 //! Oracle tests of the quality-control dataflow: its incremental output
 //! equals a from-scratch recomputation with the pure kernels (rolling
 //! detectors, QARTOD flags gating the exposure cycles, fingerprints fitted
-//! on each batch's predecessor, the quality and maintenance agents, the
-//! orchestrator's consensus, input spans), for any number of workers and
-//! any arrival order within an epoch; and the action changelog turns late
-//! evidence into superseding revisions until the batch seals.
+//! on each batch's predecessor, contaminants matched against the shared
+//! library, the quality and maintenance agents, the orchestrator's
+//! consensus, input spans), for any number of workers and any arrival
+//! order within an epoch; and the action changelog turns late evidence
+//! into superseding revisions until the batch seals.
+//!
+//! The library is the configured signatures plus the learned ones, which
+//! arrive as model records (`contaminant/<name>` on the models topic).
+//! The oracle gives every batch the library in force when it seals: the
+//! latest learned signature of each name read by then. So the tests prove
+//! knowledge sharing end to end: a signature learned at startup names the
+//! plant's excursions (which nothing configured names); one learned mid-run
+//! names them in every line's batches still open, leaves sealed decisions
+//! as they were (the changelog refuses the change), and a later record of
+//! the same name replaces it, withdrawing the line holds it caused in
+//! batches still open.
 
 use scent_dataflows::quality_control::{quality_control, QualityControlConfig};
-use scent_operators::action_changelog::ChangelogConfig;
+use scent_operators::action_changelog::{ChangelogConfig, LateRevision};
 use scent_operators::consensus::{
     hold_line_action, maintenance_action, release_action, BatchFacts,
 };
 use scent_operators::event_clock::Epoch;
 use scent_operators::exposure_cycles::{Cycle, CycleBuilder};
-use scent_operators::fingerprint::{cycle_anomalies, FingerprintModel};
+use scent_operators::fingerprint::{cycle_anomalies, ContaminantSignature, FingerprintModel};
 use scent_operators::ingest::Ingested;
 use scent_operators::maintenance_agent::{assess_maintenance, MaintenanceInputs, SensorPresence};
 use scent_operators::model::{
     Action, ActionKind, ActionSubject, Anomaly, AnomalyRule, BatchEvent, BatchPhase, Decision,
     InputSpan, Reading, SensorKind, SourceCoord,
 };
+use scent_operators::model_registry::{ModelContent, ModelRecord};
 use scent_operators::qc_flags::{QcFlag, QcInput, SensorQc};
 use scent_operators::quality_agent::{assess_quality, critical_onset};
 use scent_operators::rolling_anomaly::RollingAnomalyDetector;
@@ -63,8 +76,18 @@ const READINGS_PER_SECOND: i64 = 4;
 
 /// Two lines, one 8-channel e-nose and one thermometer each, four readings
 /// per second for 40 minutes, 5-minute batches with 30 s changeovers, and
-/// a handful of injected excursions.
+/// a handful of injected excursions: 20 s of +0.5 on channel 0 of every
+/// sensor, at a random second of each.
 fn plant(seed: u64) -> (Vec<(Epoch, Ingested)>, Vec<BatchEvent>) {
+    plant_with(seed, &[])
+}
+
+/// [`plant`] with more e-nose excursions, `(line, second)`, on top of the
+/// random ones (which stay where the seed puts them).
+fn plant_with(
+    seed: u64,
+    enose_excursions: &[(&str, i64)],
+) -> (Vec<(Epoch, Ingested)>, Vec<BatchEvent>) {
     let mut rng = Rng(seed | 1);
     let mut items = Vec::new();
     let mut events = Vec::new();
@@ -99,7 +122,15 @@ fn plant(seed: u64) -> (Vec<(Epoch, Ingested)>, Vec<BatchEvent>) {
             ("enose-1", SensorKind::Enose, 8),
             ("t-1", SensorKind::Temperature, 1),
         ] {
-            let excursion_at = 400 + (rng.next() % 1_600) as i64;
+            let mut excursions = vec![400 + (rng.next() % 1_600) as i64];
+            if kind == SensorKind::Enose {
+                excursions.extend(
+                    enose_excursions
+                        .iter()
+                        .filter(|(at_line, _)| *at_line == line)
+                        .map(|(_, second)| *second),
+                );
+            }
             // Four readings per second, so every epoch holds several readings
             // of each sensor and arrival order within an epoch matters.
             for step in 0..(2_400i64 * READINGS_PER_SECOND) {
@@ -109,7 +140,10 @@ fn plant(seed: u64) -> (Vec<(Epoch, Ingested)>, Vec<BatchEvent>) {
                 let mut values: Vec<f64> = (0..channels)
                     .map(|c| 1.0 + c as f64 * 0.1 + 0.005 * rng.noise())
                     .collect();
-                if (excursion_at..excursion_at + 20).contains(&second) {
+                if excursions
+                    .iter()
+                    .any(|at| (*at..*at + 20).contains(&second))
+                {
                     values[0] += 0.5;
                 }
                 let reading = Reading {
@@ -149,15 +183,78 @@ fn plant(seed: u64) -> (Vec<(Epoch, Ingested)>, Vec<BatchEvent>) {
     (items, events)
 }
 
+/// The name of the contaminant the plant's excursions stand for. The
+/// default configuration's library is empty, so only a learned record can
+/// name it.
+const LEARNED: &str = "degreaser";
+
+/// The signature of [`LEARNED`] as `scent train contaminant` would learn it
+/// from one of the plant's excursions: channel 0 reads +50 %, the other
+/// channels move by a percent or less.
+fn learned_signature() -> ContaminantSignature {
+    ContaminantSignature {
+        name: LEARNED.into(),
+        response: vec![0.5, 0.01, -0.01, 0.0, 0.01, 0.0, -0.01, 0.0],
+    }
+}
+
+/// A corrected signature of the same name that no excursion of the plant
+/// matches: channel 7 instead of channel 0.
+fn corrected_signature() -> ContaminantSignature {
+    ContaminantSignature {
+        name: LEARNED.into(),
+        response: vec![0.0, 0.0, 0.01, 0.0, 0.0, 0.0, 0.0, 0.5],
+    }
+}
+
+/// A learned signature as it arrives from the models topic, read at
+/// `epoch` (model records have no event time).
+fn model_record(epoch: Epoch, signature: ContaminantSignature, offset: i64) -> (Epoch, Ingested) {
+    (
+        epoch,
+        Ingested::Model {
+            epoch,
+            record: ModelRecord::contaminant(signature, BASE_MS - 3_600_000),
+            source: SourceCoord {
+                topic: "models".into(),
+                partition: 0,
+                offset,
+            },
+        },
+    )
+}
+
+/// The epoch of the plant's second `second`.
+fn epoch_at(second: i64) -> Epoch {
+    ((BASE_MS + second * 1_000) / 1_000) as Epoch
+}
+
+/// The epoch at which the changelog seals a batch that ended at `end_ms`.
+fn seal_epoch(end_ms: i64) -> Epoch {
+    ((end_ms + CHANGELOG.seal_after_ms as i64) / CHANGELOG.epoch_ms as i64) as Epoch
+}
+
 /// Every action the dataflow sends, in the order of its epochs.
 fn run_dataflow(items: Vec<(Epoch, Ingested)>, workers: usize) -> Vec<(Epoch, Action)> {
+    run_dataflow_with_refusals(items, workers).0
+}
+
+/// Every action the dataflow sends, in the order of its epochs, and every
+/// change the changelog refused because its batch had sealed.
+fn run_dataflow_with_refusals(
+    items: Vec<(Epoch, Ingested)>,
+    workers: usize,
+) -> (Vec<(Epoch, Action)>, Vec<LateRevision>) {
     let items = Arc::new(items);
     let captured = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&captured);
+    let refusals = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::clone(&refusals);
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let peers = worker.peers();
         let sink = Arc::clone(&sink);
+        let refused = Arc::clone(&refused);
         let (mut input, capability) = worker.dataflow::<Epoch, _, _>(|scope| {
             let ((input, capability), ingested) =
                 scope.new_unordered_input::<CapacityContainerBuilder<Vec<Ingested>>>();
@@ -166,6 +263,8 @@ fn run_dataflow(items: Vec<(Epoch, Ingested)>, workers: usize) -> Vec<(Epoch, Ac
                 assert_eq!(*diff, 1, "the changelog only inserts");
                 sink.lock().unwrap().push((*epoch, action.clone()));
             });
+            flow.late_revisions
+                .inspect(move |late| refused.lock().unwrap().push(late.clone()));
             (input, capability)
         });
         let mut session = input.activate();
@@ -182,13 +281,15 @@ fn run_dataflow(items: Vec<(Epoch, Ingested)>, workers: usize) -> Vec<(Epoch, Ac
     .unwrap();
     let mut actions = captured.lock().unwrap().clone();
     actions.sort();
-    actions
+    let mut refused = refusals.lock().unwrap().clone();
+    refused.sort();
+    (actions, refused)
 }
 
 /// Checks the changelog's chains (revisions count up from 1, each names
 /// the one before, only the last may be sealed) and returns the last
-/// revision of every subject, as the collection produced it (revision 1,
-/// no predecessor, not sealed, its content id).
+/// revision of every subject that was not withdrawn, as the collection
+/// produced it (revision 1, no predecessor, not sealed, its content id).
 fn final_revisions(sent: &[(Epoch, Action)]) -> Vec<Action> {
     let mut chains: BTreeMap<ActionSubject, Vec<&Action>> = BTreeMap::new();
     for (_, action) in sent {
@@ -203,6 +304,11 @@ fn final_revisions(sent: &[(Epoch, Action)]) -> Vec<Action> {
             assert!(!action.sealed || position + 1 == chain.len(), "{subject:?}");
         }
         let final_revision = chain.last().unwrap();
+        if final_revision.withdrawn {
+            // Late evidence (or a corrected library) took the finding
+            // away: nothing stands for the subject.
+            continue;
+        }
         if subject.kind == ActionKind::BatchRelease {
             assert!(
                 final_revision.sealed,
@@ -426,6 +532,14 @@ fn fingerprint_anomalies(
         {
             continue;
         }
+        let end_ms = events
+            .iter()
+            .filter(|e| {
+                e.event == BatchPhase::End && e.line == scored.line && e.batch == scored.batch
+            })
+            .map(|e| e.ts_ms)
+            .min();
+        let library = library_at(items, config, end_ms.map(seal_epoch));
         let mut sensors: Vec<&str> = cycles.iter().map(|c| c.sensor.as_str()).collect();
         sensors.sort_unstable();
         sensors.dedup();
@@ -456,11 +570,7 @@ fn fingerprint_anomalies(
             ));
             for cycle in of(&scored.batch) {
                 let score = model
-                    .score(
-                        &cycle.values,
-                        &config.fingerprint.contaminants,
-                        config.fingerprint.min_match,
-                    )
+                    .score(&cycle.values, &library, config.fingerprint.min_match)
                     .unwrap();
                 anomalies.extend(cycle_anomalies(
                     cycle,
@@ -474,10 +584,108 @@ fn fingerprint_anomalies(
     (anomalies, models)
 }
 
+/// The contaminant library a batch's final decision is made with: the
+/// configured signatures and, of the learned ones read at or before the
+/// epoch the batch seals at (every one, for a batch that never ends), the
+/// latest of each name. The changelog applies an epoch's changes before it
+/// seals the epoch's batches; later changes are refused. Records of one
+/// name read in the same epoch apply in input order (with one worker, the
+/// dataflow's arrival order).
+fn library_at(
+    items: &[(Epoch, Ingested)],
+    config: &QualityControlConfig,
+    seal: Option<Epoch>,
+) -> Vec<ContaminantSignature> {
+    let mut records: Vec<(Epoch, usize, &ContaminantSignature)> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(position, (_, item))| match item {
+            Ingested::Model {
+                epoch,
+                record:
+                    ModelRecord {
+                        content: ModelContent::Contaminant { signature },
+                        ..
+                    },
+                ..
+            } => Some((*epoch, position, signature)),
+            _ => None,
+        })
+        .collect();
+    records.sort_by_key(|(epoch, position, _)| (*epoch, *position));
+    let mut learned: BTreeMap<&str, &ContaminantSignature> = BTreeMap::new();
+    for (epoch, _, signature) in records {
+        if seal.is_none_or(|seal| epoch <= seal) {
+            learned.insert(&signature.name, signature);
+        }
+    }
+    config
+        .fingerprint
+        .contaminants
+        .iter()
+        .chain(learned.into_values())
+        .cloned()
+        .collect()
+}
+
+/// The first epoch of the input: where a record read at startup lands.
+fn first_epoch(items: &[(Epoch, Ingested)]) -> Epoch {
+    items.iter().map(|(epoch, _)| *epoch).min().unwrap()
+}
+
+/// Whether an action gives `contaminant` as a reason.
+fn names(action: &Action, contaminant: &str) -> bool {
+    action
+        .reasons
+        .iter()
+        .any(|reason| reason.contaminant.as_deref() == Some(contaminant))
+}
+
+/// Checks that the learned signature decides something in `expected` (a
+/// critical contamination: a line hold and a held batch naming it) and
+/// nothing without it (the configured library does not know it), so a
+/// dataflow that ignored the record could not match the oracle.
+fn assert_the_learned_signature_matters(items: &[(Epoch, Ingested)], expected: &[Action]) {
+    let config = QualityControlConfig::default();
+    assert!(
+        !config
+            .fingerprint
+            .contaminants
+            .iter()
+            .any(|signature| signature.name == LEARNED),
+        "the configured library does not know {LEARNED}"
+    );
+    let holds = expected
+        .iter()
+        .filter(|a| a.kind == ActionKind::HoldLine && names(a, LEARNED))
+        .count();
+    let held = expected
+        .iter()
+        .filter(|a| a.decision == Some(Decision::Hold) && names(a, LEARNED))
+        .count();
+    assert!(
+        holds >= 1 && held >= 1,
+        "the learned signature names the excursions ({holds} line holds, {held} held batches)"
+    );
+    let unlearned: Vec<(Epoch, Ingested)> = items
+        .iter()
+        .filter(|(_, item)| !matches!(item, Ingested::Model { .. }))
+        .cloned()
+        .collect();
+    assert!(
+        oracle(&unlearned)
+            .iter()
+            .all(|a| a.reasons.iter().all(|r| r.contaminant.is_none())),
+        "without the record nothing is named"
+    );
+}
+
 #[test]
 fn incremental_output_equals_the_oracle_for_one_and_three_workers() {
-    let (items, events) = plant(42);
+    let (mut items, events) = plant(42);
+    items.push(model_record(first_epoch(&items), learned_signature(), 0));
     let expected = oracle(&items);
+    assert_the_learned_signature_matters(&items, &expected);
     let releases: Vec<&Action> = expected
         .iter()
         .filter(|a| a.kind == ActionKind::BatchRelease)
@@ -517,6 +725,7 @@ fn incremental_output_equals_the_oracle_for_one_and_three_workers() {
 #[test]
 fn arrival_order_within_an_epoch_does_not_matter() {
     let (mut items, _) = plant(7);
+    items.push(model_record(first_epoch(&items), learned_signature(), 0));
     let expected = run_dataflow(items.clone(), 2);
     // Reverse the order of arrival inside every epoch.
     items.sort_by_key(|(epoch, _)| *epoch);
@@ -532,7 +741,9 @@ fn arrival_order_within_an_epoch_does_not_matter() {
         start = end;
     }
     assert_eq!(run_dataflow(shuffled, 2), expected);
-    assert_eq!(oracle(&items), final_revisions(&expected));
+    let oracle = oracle(&items);
+    assert_the_learned_signature_matters(&items, &oracle);
+    assert_eq!(oracle, final_revisions(&expected));
 }
 
 /// A batch of one thermometer: a start, a minute of readings, an end,
@@ -688,4 +899,146 @@ fn changes_after_the_seal_are_refused() {
         "the late run's revisions are refused ({refused})"
     );
     assert!(sent.iter().all(|a| a.decision == Some(Decision::Release)));
+}
+
+/// Knowledge sharing in the dataflow: a contaminant learned while the
+/// plant runs names the excursions of every line's batches still open when
+/// its record is read, and only theirs.
+///
+/// Besides the random ones, the e-nose excursions fall in L1's batch 2
+/// (sealed at 632 s), L1's and L2's batch 4 (open at 700 s, sealed at
+/// 1 292 s), L1's batch 5 (1 330 s, in a batch that runs from 1 320 s to
+/// 1 620 s) and L2's batch 7 (1 980 s to 2 280 s). The signature is read
+/// at 700 s, and replaced at 1 400 s by a corrected signature of the same
+/// name that the excursions do not match.
+#[test]
+fn a_signature_learned_mid_run_serves_every_line_from_then_on() {
+    let (mut items, events) = plant_with(
+        7,
+        &[
+            ("L1", 500),
+            ("L1", 1_000),
+            ("L2", 1_100),
+            ("L1", 1_330),
+            ("L2", 2_000),
+        ],
+    );
+    let unlearned = oracle(&items);
+    let mut learned_from_start = items.clone();
+    learned_from_start.push(model_record(first_epoch(&items), learned_signature(), 0));
+    let learned_from_start = oracle(&learned_from_start);
+    let (learned_at, corrected_at) = (epoch_at(700), epoch_at(1_400));
+    items.push(model_record(learned_at, learned_signature(), 0));
+    items.push(model_record(corrected_at, corrected_signature(), 1));
+
+    let (sent, refused) = run_dataflow_with_refusals(items.clone(), 2);
+    let finals = final_revisions(&sent);
+    assert_eq!(finals, oracle(&items));
+
+    let release = |actions: &[Action], line: &str, batch: &str| -> Action {
+        actions
+            .iter()
+            .find(|a| {
+                a.kind == ActionKind::BatchRelease
+                    && a.line == line
+                    && a.batch.as_deref() == Some(batch)
+            })
+            .cloned()
+            .unwrap()
+    };
+    let line_hold = |line: &str, batch: &str| {
+        finals.iter().find(|a| {
+            a.kind == ActionKind::HoldLine && a.line == line && a.batch.as_deref() == Some(batch)
+        })
+    };
+    // The batches the signature names when it is known from the start.
+    let contaminated: Vec<&Action> = learned_from_start
+        .iter()
+        .filter(|a| a.kind == ActionKind::BatchRelease && names(a, LEARNED))
+        .collect();
+    let (mut before, mut open_lines, mut after, mut withdrawn) = (0, BTreeSet::new(), 0, 0);
+    for named in contaminated {
+        let (line, batch) = (named.line.as_str(), named.batch.as_deref().unwrap());
+        let end_ms = events
+            .iter()
+            .find(|e| e.event == BatchPhase::End && e.line == line && e.batch == batch)
+            .unwrap()
+            .ts_ms;
+        let seal = seal_epoch(end_ms);
+        let decided = release(&finals, line, batch);
+        if seal < learned_at {
+            // Sealed before the record: the decision made without the
+            // signature stands, nothing about the batch is sent after the
+            // seal, and the re-matched evidence is refused.
+            before += 1;
+            assert_eq!(decided, release(&unlearned, line, batch), "{batch}");
+            assert!(line_hold(line, batch).is_none(), "{batch}");
+            assert!(
+                sent.iter()
+                    .filter(|(_, a)| a.line == line && a.batch.as_deref() == Some(batch))
+                    .all(|(epoch, _)| *epoch <= seal),
+                "{batch}: no revision after the seal"
+            );
+            assert!(
+                refused.iter().any(|late| late.epoch == learned_at
+                    && late.subject.line == line
+                    && late.subject.batch.as_deref() == Some(batch)),
+                "{batch}: the changelog refuses the late naming"
+            );
+        } else if seal < corrected_at {
+            // Open when the record arrives, sealed before the
+            // correction: the final decision names the contaminant, and
+            // the critical finding held the line.
+            open_lines.insert(line.to_owned());
+            assert_eq!(decided.decision, Some(Decision::Hold), "{batch}");
+            assert!(names(&decided, LEARNED), "{batch}");
+            assert!(
+                decided
+                    .evidence
+                    .verdicts
+                    .iter()
+                    .any(|verdict| verdict.critical
+                        && verdict
+                            .reasons
+                            .iter()
+                            .any(|r| r.contaminant.as_deref() == Some(LEARNED))),
+                "{batch}: the quality agent's evidence names it"
+            );
+            let hold = line_hold(line, batch).expect("a critical contamination holds the line");
+            assert!(names(hold, LEARNED), "{batch}");
+        } else {
+            // Still open when the corrected signature replaces it:
+            // the excursion is no longer named.
+            after += 1;
+            assert!(!names(&decided, LEARNED), "{batch}");
+            assert!(line_hold(line, batch).is_none(), "{batch}");
+            // An excursion between the two records held the line under the
+            // first signature; the correction withdraws that hold.
+            let holds: Vec<&(Epoch, Action)> = sent
+                .iter()
+                .filter(|(_, a)| {
+                    a.kind == ActionKind::HoldLine
+                        && a.line == line
+                        && a.batch.as_deref() == Some(batch)
+                })
+                .collect();
+            if let [(named_at, named), (withdrawn_at, withdrawal)] = holds[..] {
+                assert!(names(named, LEARNED), "{batch}");
+                assert!(*named_at >= learned_at && *named_at < corrected_at);
+                assert!(withdrawal.withdrawn, "{batch}");
+                assert_eq!(*withdrawn_at, corrected_at, "{batch}");
+                withdrawn += 1;
+            } else {
+                assert!(holds.is_empty(), "{batch}: {holds:?}");
+            }
+        }
+    }
+    assert!(before >= 1, "a contaminated batch sealed before the record");
+    assert_eq!(
+        open_lines,
+        BTreeSet::from(["L1".to_owned(), "L2".to_owned()]),
+        "open batches of every line take the signature up"
+    );
+    assert!(after >= 1, "a contaminated batch open after the correction");
+    assert!(withdrawn >= 1, "a line hold withdrawn by the correction");
 }
