@@ -37,11 +37,14 @@
 //!
 //! The configured signatures enter at the first epoch; learned ones are
 //! model records without event time, applied from the epoch they are read
-//! at. A later record of the same name replaces the earlier one (the
-//! collection retracts the old signature and adds the new one), so a
+//! at. A later record of the same name replaces the earlier learned one
+//! (the collection retracts the old signature and adds the new one), so a
 //! corrected signature, or a rollback with `scent train publish`, takes
-//! effect the same way. Within one epoch, records of one name apply in
-//! the order they arrive (the models topic's offset order).
+//! effect the same way; in open batches, a line hold that rested on the old
+//! signature alone is withdrawn. A learned signature does not replace a
+//! configured one of the same name: both stay, and the better match wins.
+//! Within one epoch, records of one name apply in the order they arrive
+//! (the models topic's offset order).
 
 use crate::event_clock::Epoch;
 use crate::fingerprint::{cosine, ContaminantSignature};
