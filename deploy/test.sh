@@ -56,7 +56,6 @@ T0=$SECONDS
 TESTS_PASSED=0
 TESTS_FAILED=0
 TESTS_SKIPPED=0
-TEST_LOG=""
 SERVICES_UP=0
 # The output of the step that is running, repeated at the very end when it fails: CI
 # shows the tail of a run, and the service logs printed on exit would hide the cause.
@@ -67,7 +66,7 @@ summary() {
   printf '\nsummary: %d passed, %d failed, %d skipped\n' "$TESTS_PASSED" "$TESTS_FAILED" "$TESTS_SKIPPED"
 }
 
-# Adds up the "test result:" lines that cargo test printed into $TEST_LOG.
+# Adds up the "test result:" lines that cargo test printed into $STEP_LOG.
 count_tests() {
   local line p f i
   while IFS= read -r line; do
@@ -77,8 +76,7 @@ count_tests() {
     TESTS_PASSED=$((TESTS_PASSED + ${p:-0}))
     TESTS_FAILED=$((TESTS_FAILED + ${f:-0}))
     TESTS_SKIPPED=$((TESTS_SKIPPED + ${i:-0}))
-  done < <(grep -a '^test result: ' "$TEST_LOG" || true)
-  : >"$TEST_LOG"
+  done < <(grep -a '^test result: ' "$STEP_LOG" || true)
 }
 
 stop_services() {
@@ -119,7 +117,6 @@ on_exit() {
       rm -rf -- "$SCENT_RUN_DIR"
     fi
   fi
-  [[ -n "$TEST_LOG" ]] && rm -f -- "$TEST_LOG"
   [[ -n "$STEP_LOG" ]] && rm -f -- "$STEP_LOG"
   if ((rc != 0)); then
     summary
@@ -138,23 +135,17 @@ step() {
   section "$name"
   echo "+ $*"
   local t=$SECONDS rc=0
-  : >"$STEP_LOG"
-  "$@" > >(tee -a "$STEP_LOG") 2>&1 || rc=$?
-  wait "$!" 2>/dev/null || true # the tee, so its output comes before the verdict
+  set +e
+  "$@" 2>&1 | tee "$STEP_LOG"
+  rc=${PIPESTATUS[0]}
+  set -e
+  count_tests
   if ((rc != 0)); then
     echo "---- step '$name' failed (exit $rc) after $((SECONDS - t)) s"
     FAILED_STEP="$name"
     exit "$rc"
   fi
   echo "---- step '$name' ok ($((SECONDS - t)) s)"
-}
-
-# cargo test with its output also kept for the pass/fail counts.
-cargo_test() {
-  local rc=0
-  cargo test "$@" 2>&1 | tee -a "$TEST_LOG" || rc=$?
-  count_tests
-  return "$rc"
 }
 
 # First free port: $1 if it is free and not taken yet, else a random one.
@@ -234,7 +225,6 @@ fi
 [[ -n "${CI:-}" ]] && export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 echo "CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-} target: ${CARGO_TARGET_DIR:-$ROOT/target}"
 df -h "$ROOT" /tmp 2>/dev/null | sed 's/^/disk: /' || true
-TEST_LOG="$(mktemp /tmp/scent-test-output.XXXXXX)"
 STEP_LOG="$(mktemp /tmp/scent-test-step.XXXXXX)"
 step "cargo fmt" cargo fmt --all -- --check
 if ((QUICK)); then
@@ -242,8 +232,8 @@ if ((QUICK)); then
 else
   step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 fi
-step "cargo test (all targets)" cargo_test --workspace --all-targets
-step "cargo test (doc)" cargo_test --workspace --doc
+step "cargo test (all targets)" cargo test --workspace --all-targets
+step "cargo test (doc)" cargo test --workspace --doc
 if ((QUICK)); then
   section "cargo bench build skipped (--quick)"
 else
