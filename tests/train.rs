@@ -6,7 +6,11 @@
 //! the latest; training from the readings of the archive; `scent train
 //! contaminant` learning a confirmed contaminant's signature from the
 //! alarming cycles of the batch it contaminated, stored and published
-//! the same way.
+//! the same way; and knowledge sharing through the running engine: a
+//! contamination nothing names is held on one line, learned from the
+//! archive, published, read by `scent run` while it runs, and from then on
+//! names the contaminant and holds the line on every line, while the
+//! sealed decision stays as it was.
 //!
 //! Needs `SCENT_KAFKA_BROKERS`, `SCENT_DATABASE_URL` and `kcat` (the
 //! archive test only the database), which
@@ -22,13 +26,20 @@
 //! runs longer than these batches.
 
 use scent::archive::{Archive, ArchiveBatch};
-use scent::sim::{Plant, SimRecord};
-use scent_operators::model::SourceCoord;
+use scent::sim::{EventClass, EventPlan, EventSpec, Plant, SimRecord};
+use scent::simulate::{prefixed_topics, produce_records};
+use scent_kafka::admin::{create_topics, default_topics};
+use scent_kafka::codec::decode_action;
+use scent_kafka::KafkaSettings;
+use scent_operators::model::{Action, ActionKind, Decision, SourceCoord};
 use scent_operators::model_registry::{decode_model_record, ModelContent};
 use serde_json::Value;
 use sqlx::Row;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 use support::{block_on, fresh_database};
 
 mod support;
@@ -478,6 +489,214 @@ fn learns_a_confirmed_contaminant_and_publishes_it_for_every_line() {
     slash.extend(["--batch", &event.batch]);
     slash.extend(history);
     assert!(scent_train_fails(&slash).contains("without '/'"));
+}
+
+/// The sealed release of every batch and the `hold_line`s that stand,
+/// from the actions topic.
+fn decisions(brokers: &str, topic: &str) -> (BTreeMap<String, Action>, Vec<Action>) {
+    let actions: Vec<Action> = support::kcat_read(brokers, topic)
+        .iter()
+        .map(|(_, value)| decode_action(topic, value.as_bytes()).expect("actions decode"))
+        .collect();
+    // A sealed release is final: one per batch.
+    let finals = actions
+        .iter()
+        .filter(|a| a.sealed && a.kind == ActionKind::BatchRelease)
+        .filter_map(|a| Some((a.batch.clone()?, a.clone())))
+        .collect();
+    let mut holds: BTreeMap<_, Action> = BTreeMap::new();
+    for action in actions.iter().filter(|a| a.kind == ActionKind::HoldLine) {
+        holds.insert(action.subject(), action.clone());
+    }
+    let holds = holds.into_values().filter(|a| !a.withdrawn).collect();
+    (finals, holds)
+}
+
+/// Whether any reason of `action` names `contaminant`.
+fn names(action: &Action, contaminant: &str) -> bool {
+    action
+        .reasons
+        .iter()
+        .any(|reason| reason.contaminant.as_deref() == Some(contaminant))
+}
+
+#[test]
+fn a_learned_contaminant_reaches_the_running_engine_and_every_line() {
+    let test = "a_learned_contaminant_reaches_the_running_engine_and_every_line";
+    let Some([brokers, admin_url]) =
+        services(test, ["SCENT_KAFKA_BROKERS", "SCENT_DATABASE_URL"], true)
+    else {
+        return;
+    };
+    let run_id = format!("learned-{}", std::process::id());
+    let database_url = block_on(fresh_database(
+        &admin_url,
+        &format!("scent_test_{}", run_id.replace('-', "_")),
+    ));
+    let settings = KafkaSettings {
+        brokers: brokers.clone(),
+        group_id: run_id.clone(),
+        topics: prefixed_topics(&format!("{run_id}.")),
+        ..KafkaSettings::default()
+    };
+    block_on(create_topics(&settings, &default_topics(&settings, 2))).unwrap();
+    let topics = &settings.topics;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scent.toml");
+    // The engine's contaminant library is the default: empty. Whatever names
+    // a contaminant below was learned.
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{run_id}\"\n\
+             [kafka.topics]\nreadings = \"{}\"\nbatches = \"{}\"\nactions = \"{}\"\n\
+             dead_letters = \"{}\"\nprogress = \"{}\"\nmodels = \"{}\"\n\
+             [archive]\nenabled = true\ndatabase_url = \"{database_url}\"\n",
+            topics.readings,
+            topics.batches,
+            topics.actions,
+            topics.dead_letters,
+            topics.progress,
+            topics.models,
+        ),
+    )
+    .unwrap();
+
+    // Two lines, 10-minute batches; mould reaches line L1 in its third
+    // batch, and later both lines in their sixth.
+    let mut sim = scent::simulate::sim_config(3, 60_000, 2, 0);
+    sim.duration_ms = 75 * 60_000;
+    let contamination = |line: &str, batch: u32| EventSpec {
+        class: EventClass::Contamination,
+        line: line.into(),
+        batch,
+        sensor: None,
+        contaminant: Some("mould".into()),
+        start_offset_ms: Some(150_000),
+        duration_ms: Some(180_000),
+        rate_pct_per_hour: None,
+    };
+    sim.events = EventPlan::Explicit(vec![
+        contamination("L1", 3),
+        contamination("L1", 6),
+        contamination("L2", 6),
+    ]);
+    let plant = Plant::new(sim).unwrap();
+    let truth = plant.ground_truth().clone();
+    let batch = |line: &str, n: usize| {
+        truth
+            .batches
+            .iter()
+            .find(|b| b.batch == format!("B-{line}-{n:04}"))
+            .unwrap_or_else(|| panic!("the plant has batch {n} on {line}"))
+            .clone()
+    };
+    let (first, l1_later, l2_later) = (batch("L1", 3), batch("L1", 6), batch("L2", 6));
+    // Part one ends where L1's fifth batch starts: the first contamination's
+    // batch has sealed by then, the later ones have not begun.
+    let split_ms = batch("L1", 5).start_ms;
+    let (part_one, part_two): (Vec<SimRecord>, Vec<SimRecord>) = plant
+        .merged_stream()
+        .partition(|record| record.ts_ms() < split_ms);
+    let stop = AtomicBool::new(false);
+    let produced_one = produce_records(part_one, &settings, 0.0, &stop).unwrap();
+    let mut engine = support::Engine::start_isolated(&config, dir.path().join("engine.log"));
+
+    // 1. Unknown: the first contamination is held, but nothing names it and
+    //    the line is not held.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let held = loop {
+        engine.assert_running();
+        let (finals, _) = decisions(&brokers, &topics.actions);
+        if let Some(action) = finals.get(&first.batch) {
+            break action.clone();
+        }
+        assert!(Instant::now() < deadline, "{} was not sealed", first.batch);
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_ne!(held.decision, Some(Decision::Release), "{held:?}");
+    assert!(!names(&held, "mould"), "{held:?}");
+
+    // 2. Confirmed and learned from the archive, published to the models
+    //    topic the engine reads.
+    block_on(async {
+        let archive = Archive::connect(&database_url).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while (archive.count_readings().await.unwrap_or(0) as u64) < produced_one.readings {
+            assert!(Instant::now() < deadline, "part one not archived");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        archive.close().await;
+    });
+    let config_arg = config.to_str().unwrap();
+    let learned = scent_train(&[
+        "contaminant",
+        "--name",
+        "mould",
+        "--line",
+        "L1",
+        "--batch",
+        &first.batch,
+        "--from-archive",
+        "--database-url",
+        &database_url,
+        "--config",
+        config_arg,
+        "--kafka",
+        &brokers,
+    ]);
+    assert_eq!(
+        learned["published"][0]["name"], "contaminant/mould",
+        "{learned}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine
+        .metrics()
+        .sum("scent_ingest_model_records_total", &[])
+        < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the engine did not read the record"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // 3. From then on every line names it: both later contaminations are
+    //    held with mould named, and their lines held.
+    produce_records(part_two, &settings, 0.0, &stop).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (finals, holds) = loop {
+        engine.assert_running();
+        let (finals, holds) = decisions(&brokers, &topics.actions);
+        if finals.len() >= truth.batches.len() {
+            break (finals, holds);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} batches sealed",
+            finals.len(),
+            truth.batches.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    for later in [&l1_later, &l2_later] {
+        let release = &finals[&later.batch];
+        assert_eq!(release.decision, Some(Decision::Hold), "{release:?}");
+        assert!(names(release, "mould"), "{release:?}");
+        assert!(
+            holds
+                .iter()
+                .any(|h| h.batch.as_deref() == Some(&later.batch) && names(h, "mould")),
+            "no hold_line for {} naming mould: {holds:?}",
+            later.batch
+        );
+    }
+    // The sealed decision of the first batch stands as it was.
+    assert_eq!(finals[&first.batch], held);
+    assert!(!holds
+        .iter()
+        .any(|h| h.batch.as_deref() == Some(first.batch.as_str())));
 }
 
 #[test]
