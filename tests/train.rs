@@ -31,7 +31,7 @@ use scent::simulate::{prefixed_topics, produce_records};
 use scent_kafka::admin::{create_topics, default_topics};
 use scent_kafka::codec::decode_action;
 use scent_kafka::KafkaSettings;
-use scent_operators::model::{Action, ActionKind, Decision, SourceCoord};
+use scent_operators::model::{Action, ActionKind, Agent, Decision, SourceCoord};
 use scent_operators::model_registry::{decode_model_record, ModelContent};
 use serde_json::Value;
 use sqlx::Row;
@@ -680,10 +680,23 @@ fn a_learned_contaminant_reaches_the_running_engine_and_every_line() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
+    // The quality verdict cites the learned signature by its version.
+    let reference = format!(
+        "contaminant:mould:{}",
+        learned["signature"]["version"].as_str().unwrap()
+    );
     for later in [&l1_later, &l2_later] {
         let release = &finals[&later.batch];
         assert_eq!(release.decision, Some(Decision::Hold), "{release:?}");
         assert!(names(release, "mould"), "{release:?}");
+        let quality = release
+            .evidence
+            .verdicts
+            .iter()
+            .find(|v| v.agent == Agent::Quality)
+            .expect("a quality verdict");
+        assert!(quality.critical, "{quality:?}");
+        assert!(quality.models.contains(&reference), "{quality:?}");
         assert!(
             holds
                 .iter()

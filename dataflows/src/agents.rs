@@ -123,6 +123,9 @@ pub struct AgentInputs<'scope> {
     pub health: VecCollection<'scope, Epoch, HealthReport>,
     /// The fingerprint model each batch is scored against.
     pub models: VecCollection<'scope, Epoch, (String, FingerprintModel)>,
+    /// `(line, batch, reference)` of the library signatures that named the
+    /// batch's findings.
+    pub signatures: VecCollection<'scope, Epoch, (String, String, String)>,
     /// The predictive agent's forecasts of each line's quality index.
     pub forecasts: VecCollection<'scope, Epoch, LineForecast>,
     /// The input spans of each batch.
@@ -168,6 +171,9 @@ pub fn agents<'scope>(
         let version = format!("fingerprint:{}:{}", model.sensor, model.version);
         Some((key(&model.line, &batch), Evidence::Model(version)))
     });
+    let signatures = inputs
+        .signatures
+        .map(move |(line, batch, reference)| (key(&line, &batch), Evidence::Model(reference)));
 
     let quality_policy = policy.clone();
     let maintenance = config.maintenance;
@@ -176,6 +182,7 @@ pub fn agents<'scope>(
         .concat(presence)
         .concat(health)
         .concat(models)
+        .concat(signatures)
         .reduce_named("BatchAgents", move |(line, batch), evidence, output| {
             for conclusion in conclude(line, batch, evidence, &quality_policy, &maintenance) {
                 output.push((conclusion, 1));

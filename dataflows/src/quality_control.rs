@@ -206,14 +206,14 @@ pub fn quality_control<'scope>(
         config.training,
         &config.fingerprint,
     );
-    let fingerprint_anomalies =
+    let fingerprints =
         cycles
             .clone()
             .score_fingerprints(models.clone(), library, config.fingerprint.min_match);
     let anomalies = stage
         .anomalies
         .into_collection()
-        .concat(fingerprint_anomalies);
+        .concat(fingerprints.anomalies);
     let index = quality_index(cycles.clone(), models.clone(), config.cycles.cycle_ms);
     let forecasts = line_forecasts(index.clone(), forecast_models, &config.agents.predictive);
     let agents = match config.agents.enabled {
@@ -224,6 +224,7 @@ pub fn quality_control<'scope>(
                 presence: stage.presence.into_collection(),
                 health: stage.health.into_collection(),
                 models: models.clone(),
+                signatures: fingerprints.signatures,
                 forecasts: forecasts.clone(),
                 spans,
             },

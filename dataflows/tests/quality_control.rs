@@ -432,6 +432,7 @@ fn oracle(items: &[(Epoch, Ingested)]) -> Vec<Action> {
             .map(|(_, _, version)| version.clone())
             .collect();
         versions.sort();
+        versions.dedup();
         let quality = assess_quality(line, batch, &found, &policy, versions);
         let sensors: Vec<SensorPresence> = present
             .get(&key(line, batch))
@@ -572,12 +573,20 @@ fn fingerprint_anomalies(
                 let score = model
                     .score(&cycle.values, &library, config.fingerprint.min_match)
                     .unwrap();
-                anomalies.extend(cycle_anomalies(
-                    cycle,
-                    &model,
-                    &score,
-                    config.fingerprint.min_match,
-                ));
+                let found = cycle_anomalies(cycle, &model, &score, config.fingerprint.min_match);
+                // The verdict cites the signature that named a finding.
+                if let Some(name) = found.iter().find_map(|a| a.contaminant.as_ref()) {
+                    let signature = library
+                        .iter()
+                        .find(|s| s.name == *name)
+                        .expect("a match names a library signature");
+                    models.push((
+                        scored.line.clone(),
+                        scored.batch.clone(),
+                        signature.reference(),
+                    ));
+                }
+                anomalies.extend(found);
             }
         }
     }

@@ -143,6 +143,18 @@ impl ContaminantSignature {
         Ok(())
     }
 
+    /// Content hash of the signature: its version on `scent.models` and in
+    /// the verdicts whose findings it named.
+    pub fn version(&self) -> String {
+        let content = serde_json::to_vec(self).expect("a signature always serialises");
+        hex::encode(&Sha256::digest(content)[..8])
+    }
+
+    /// How verdicts cite the signature: `contaminant:<name>:<version>`.
+    pub fn reference(&self) -> String {
+        format!("contaminant:{}:{}", self.name, self.version())
+    }
+
     /// The signature in log space, `ln(1 + s)`: what a contaminated cycle's
     /// log deviation is proportional to.
     pub fn pattern(&self) -> Vec<f64> {
@@ -666,6 +678,17 @@ enum Scored {
     Deviation(Deviation),
 }
 
+/// What fingerprint scoring gives the agents.
+pub struct ScoredFingerprints<'scope> {
+    /// The anomalies of the cycles that leave their fingerprint, with the
+    /// contaminants they match.
+    pub anomalies: VecCollection<'scope, Epoch, Anomaly>,
+    /// `(line, batch, reference)` of every library signature that named a
+    /// finding of the batch ([`ContaminantSignature::reference`]), once per
+    /// cycle it named.
+    pub signatures: VecCollection<'scope, Epoch, (String, String, String)>,
+}
+
 /// Extension trait: cycles scored against their product fingerprints.
 pub trait ScoreFingerprints<'scope> {
     /// Joins every cycle with the model assigned to its batch on its array
@@ -681,7 +704,7 @@ pub trait ScoreFingerprints<'scope> {
         models: VecCollection<'scope, Epoch, (String, FingerprintModel)>,
         library: VecCollection<'scope, Epoch, ContaminantSignature>,
         min_match: f64,
-    ) -> VecCollection<'scope, Epoch, Anomaly>;
+    ) -> ScoredFingerprints<'scope>;
 }
 
 impl<'scope> ScoreFingerprints<'scope> for VecCollection<'scope, Epoch, Cycle> {
@@ -690,7 +713,7 @@ impl<'scope> ScoreFingerprints<'scope> for VecCollection<'scope, Epoch, Cycle> {
         models: VecCollection<'scope, Epoch, (String, FingerprintModel)>,
         library: VecCollection<'scope, Epoch, ContaminantSignature>,
         min_match: f64,
-    ) -> VecCollection<'scope, Epoch, Anomaly> {
+    ) -> ScoredFingerprints<'scope> {
         let cycles = self
             .map(|c| ((c.line.clone(), c.sensor.clone(), c.batch.clone()), c))
             .arrange_by_key();
@@ -725,37 +748,44 @@ impl<'scope> ScoreFingerprints<'scope> for VecCollection<'scope, Epoch, Cycle> {
             })
             .arrange_by_key();
         let library = library
-            .map(|signature| (signature.response.len(), signature))
+            .map(|signature| {
+                let reference = signature.reference();
+                (signature.response.len(), (signature, reference))
+            })
             .arrange_by_key();
         // Every candidate at or above `min_match`, keyed by its cycle; the
         // best one per cycle is the cycle's contaminant anomaly.
-        let candidates = deviations.join_core(library, move |_channels, deviation, signature| {
-            let cos = cosine(&deviation.deviation, &signature.pattern());
-            (cos >= min_match).then(|| {
-                let anomaly = &deviation.anomaly;
-                let cycle = (
-                    anomaly.line.clone(),
-                    anomaly.sensor.clone(),
-                    anomaly.ts_ms,
-                    anomaly.seq,
-                );
-                let matched = Anomaly {
-                    rule: AnomalyRule::Contaminant,
-                    statistic: cos,
-                    limit: min_match,
-                    contaminant: Some(signature.name.clone()),
-                    ..anomaly.clone()
-                };
-                (cycle, matched)
-            })
-        });
+        let candidates = deviations.join_core(
+            library,
+            move |_channels, deviation, (signature, reference)| {
+                let cos = cosine(&deviation.deviation, &signature.pattern());
+                (cos >= min_match).then(|| {
+                    let anomaly = &deviation.anomaly;
+                    let cycle = (
+                        anomaly.line.clone(),
+                        anomaly.sensor.clone(),
+                        anomaly.ts_ms,
+                        anomaly.seq,
+                    );
+                    let matched = Anomaly {
+                        rule: AnomalyRule::Contaminant,
+                        statistic: cos,
+                        limit: min_match,
+                        contaminant: Some(signature.name.clone()),
+                        ..anomaly.clone()
+                    };
+                    (cycle, (matched, reference.clone()))
+                })
+            },
+        );
         let matches = candidates.reduce(|_cycle, input, output| {
-            let mut best: Option<&Anomaly> = None;
+            let mut best: Option<&(Anomaly, String)> = None;
             for (candidate, _count) in input {
-                let name = candidate.contaminant.as_deref().unwrap_or_default();
-                if best.is_none_or(|b| {
+                let (anomaly, _) = candidate;
+                let name = anomaly.contaminant.as_deref().unwrap_or_default();
+                if best.is_none_or(|(b, _)| {
                     better_match(
-                        (name, candidate.statistic),
+                        (name, anomaly.statistic),
                         (b.contaminant.as_deref().unwrap_or_default(), b.statistic),
                     )
                 }) {
@@ -766,7 +796,14 @@ impl<'scope> ScoreFingerprints<'scope> for VecCollection<'scope, Epoch, Cycle> {
                 output.push((best.clone(), 1));
             }
         });
-        anomalies.concat(matches.map(|(_cycle, anomaly)| anomaly))
+        let signatures = matches.clone().flat_map(|(_cycle, (anomaly, reference))| {
+            let batch = anomaly.batch?;
+            Some((anomaly.line, batch, reference))
+        });
+        ScoredFingerprints {
+            anomalies: anomalies.concat(matches.map(|(_cycle, (anomaly, _))| anomaly)),
+            signatures,
+        }
     }
 }
 

@@ -29,7 +29,6 @@
 //! transit or by hand is rejected, not run). A rejected record becomes a
 //! dead letter with the reason, like any other input.
 
-use crate::contaminant_library::signature_version;
 use crate::fingerprint::ContaminantSignature;
 use crate::forecast::ForecastModel;
 use crate::model::{EventTimeMs, RejectReason, Rejection, Stage};
@@ -91,7 +90,7 @@ impl ModelRecord {
     pub fn contaminant(signature: ContaminantSignature, trained_ms: EventTimeMs) -> Self {
         ModelRecord {
             name: format!("contaminant/{}", signature.name),
-            version: signature_version(&signature),
+            version: signature.version(),
             trained_ms,
             content: ModelContent::Contaminant { signature },
         }
@@ -186,7 +185,7 @@ pub fn decode_model_record(payload: &[u8]) -> Result<ModelRecord, Rejection> {
                     signature.name, signature.name
                 )));
             }
-            let actual = signature_version(&signature);
+            let actual = signature.version();
             if actual != version {
                 return Err(invalid(format!(
                     "version {version:?} is not the signature's content hash {actual:?}"
