@@ -1323,6 +1323,7 @@ fn malformed_contaminant_records_are_refused_by_schema_and_decoder() {
         ("response of zeros", set("/signature/response", json!([0.0, 0, -0.0])), OutOfRange),
         ("empty signature name", with(&base, &[("/signature/name", json!("")), ("/name", json!("contaminant/"))]), OutOfRange),
         ("blank signature name", with(&base, &[("/signature/name", json!(" \t")), ("/name", json!("contaminant/ \t"))]), OutOfRange),
+        ("slash in signature name", with(&base, &[("/signature/name", json!("a/b")), ("/name", json!("contaminant/a/b"))]), OutOfRange),
     ];
     for (what, value, expected) in cases {
         let Err(rejection) = decode_model_record(&to_bytes(&value)) else {

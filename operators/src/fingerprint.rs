@@ -118,12 +118,18 @@ pub struct ContaminantSignature {
 }
 
 impl ContaminantSignature {
-    /// Checks that the signature can be matched: a name, and responses that
+    /// Checks that the signature can be matched: a name without `/`, and responses that
     /// are finite, above −1 (a reading cannot fall below zero) and not all
     /// zero (a pattern with no direction matches nothing).
     pub fn check(&self) -> Result<(), String> {
         if self.name.trim().is_empty() {
             return Err("a contaminant needs a name".into());
+        }
+        if self.name.contains('/') {
+            return Err(format!(
+                "contaminant name {:?}: '/' is not allowed (the name ends the model key contaminant/<name>)",
+                self.name
+            ));
         }
         if self.response.is_empty() {
             return Err(format!("contaminant {:?} has no response", self.name));
