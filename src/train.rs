@@ -105,7 +105,7 @@ use scent_kafka::KafkaSettings;
 use scent_operators::action_changelog::ChangelogConfig;
 use scent_operators::contaminant_library::{learn_signature, LearnConfig};
 use scent_operators::event_clock::Epoch;
-use scent_operators::fingerprint::cosine;
+use scent_operators::fingerprint::{check_contaminant_name, cosine};
 use scent_operators::forecast::{ForecastConfig, ForecastError, ForecastModel, QualitySample};
 use scent_operators::ingest::Ingested;
 use scent_operators::model::{BatchEvent, BatchPhase, Reading, SourceCoord};
@@ -919,13 +919,10 @@ pub fn train_forecast(options: &ForecastOptions) -> Result<Value, TrainError> {
 /// line (`scent_operators::contaminant_library`), and returns the JSON
 /// report.
 pub fn learn_contaminant(options: &ContaminantOptions) -> Result<Value, TrainError> {
+    // Refused before the replay, not after it.
     let name = options.name.trim();
-    if name.is_empty() || name.contains('/') {
-        return Err(TrainError::Config(format!(
-            "--name {:?}: a contaminant name must be non-empty and without '/'",
-            options.name
-        )));
-    }
+    check_contaminant_name(name)
+        .map_err(|reason| TrainError::Config(format!("--name: {reason}")))?;
     let history_options = &options.history;
     let (mut config, _) = load_config(history_options.config.as_deref())?;
     let started = Instant::now();
@@ -943,11 +940,18 @@ pub fn learn_contaminant(options: &ContaminantOptions) -> Result<Value, TrainErr
                 .cycles
                 .clone()
                 .filter(move |cycle| cycle.line == line && cycle.batch == batch)
-                .map(|cycle| ((cycle.sensor.clone(), cycle.batch.clone()), cycle));
+                .map(|cycle| {
+                    let array = (
+                        cycle.line.clone(),
+                        cycle.sensor.clone(),
+                        cycle.batch.clone(),
+                    );
+                    (array, cycle)
+                });
             let models = flow
                 .models
                 .clone()
-                .map(|(batch, model)| ((model.sensor.clone(), batch), model));
+                .map(|(batch, model)| ((model.line.clone(), model.sensor.clone(), batch), model));
             cycles.join(models).map(|(_key, pair)| pair)
         },
     )?;

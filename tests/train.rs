@@ -488,7 +488,7 @@ fn learns_a_confirmed_contaminant_and_publishes_it_for_every_line() {
     let mut slash = vec!["contaminant", "--name", "a/b", "--line", &event.line];
     slash.extend(["--batch", &event.batch]);
     slash.extend(history);
-    assert!(scent_train_fails(&slash).contains("without '/'"));
+    assert!(scent_train_fails(&slash).contains("'/' is not allowed"));
 }
 
 /// The sealed release of every batch and the `hold_line`s that stand,

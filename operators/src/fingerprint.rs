@@ -122,15 +122,7 @@ impl ContaminantSignature {
     /// are finite, above −1 (a reading cannot fall below zero) and not all
     /// zero (a pattern with no direction matches nothing).
     pub fn check(&self) -> Result<(), String> {
-        if self.name.trim().is_empty() {
-            return Err("a contaminant needs a name".into());
-        }
-        if self.name.contains('/') {
-            return Err(format!(
-                "contaminant name {:?}: '/' is not allowed (the name ends the model key contaminant/<name>)",
-                self.name
-            ));
-        }
+        check_contaminant_name(&self.name)?;
         if self.response.is_empty() {
             return Err(format!("contaminant {:?} has no response", self.name));
         }
@@ -175,6 +167,20 @@ impl Ord for ContaminantSignature {
             .cmp(&other.name)
             .then_with(|| total_cmp_values(&self.response, &other.response))
     }
+}
+
+/// Checks a contaminant's name: not blank, and without `/` (the name ends
+/// the model key `contaminant/<name>`).
+pub fn check_contaminant_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("a contaminant needs a name".into());
+    }
+    if name.contains('/') {
+        return Err(format!(
+            "contaminant name {name:?}: '/' is not allowed (the name ends the model key contaminant/<name>)"
+        ));
+    }
+    Ok(())
 }
 
 /// Hashes what `Eq` compares: equal responses under `f64::total_cmp` have
