@@ -48,9 +48,9 @@
 
 use crate::event_clock::Epoch;
 use crate::fingerprint::{cosine, ContaminantSignature};
+use crate::rolling_anomaly::sensor_route;
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -165,10 +165,9 @@ pub fn learn_signature(
 }
 
 /// The exchange key of a signature: all records of one name meet on one
-/// worker.
+/// worker (the stable key hash the sensor operators route by).
 fn name_route(signature: &ContaminantSignature) -> u64 {
-    let digest = Sha256::digest(signature.name.as_bytes());
-    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+    sensor_route(&signature.name, "")
 }
 
 /// Extension trait: the library collection from a stream of signatures.
