@@ -214,6 +214,13 @@ mod tests {
         }
     }
 
+    /// `(sensor, seq)` of findings, sorted.
+    fn seqs(found: &[&Anomaly]) -> Vec<(String, u64)> {
+        let mut seqs: Vec<_> = found.iter().map(|a| (a.sensor.clone(), a.seq)).collect();
+        seqs.sort();
+        seqs
+    }
+
     fn assess(anomalies: &[Anomaly]) -> AgentVerdict {
         let refs: Vec<_> = anomalies.iter().collect();
         assess_quality("L1", "B-1", &refs, &VerdictPolicy::default(), vec![])
@@ -234,11 +241,6 @@ mod tests {
         ];
         let refs: Vec<_> = anomalies.iter().collect();
         let (product, instrument) = split_findings(&refs, &VerdictPolicy::default());
-        let seqs = |found: &[&Anomaly]| {
-            let mut seqs: Vec<_> = found.iter().map(|a| (a.sensor.clone(), a.seq)).collect();
-            seqs.sort();
-            seqs
-        };
         assert_eq!(
             seqs(&product),
             vec![
@@ -268,11 +270,6 @@ mod tests {
         ];
         let refs: Vec<_> = anomalies.iter().collect();
         let (product, instrument) = split_findings(&refs, &VerdictPolicy::default());
-        let seqs = |found: &[&Anomaly]| {
-            let mut seqs: Vec<_> = found.iter().map(|a| (a.sensor.clone(), a.seq)).collect();
-            seqs.sort();
-            seqs
-        };
         // Within 60 s of enose-1's flat line (100 s) and of enose-2's gap
         // (180 s to 300 s): instrument; further away: product.
         assert_eq!(
